@@ -1,0 +1,28 @@
+# Two entry points for a fresh machine:  `make demo`  and  `make test`.
+# Both create .venv (once; again when pyproject.toml changes) and install what they need.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+EXTRAS ?= export,train,openvino,dev
+# torch is pinned to the release served from this machine's local wheel store (CUDA build on x86_64).
+TORCH  ?= torch==2.14.1 torchvision==0.29.1
+PYTEST_ARGS ?=
+
+.PHONY: demo test venv clean
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
+	touch $@
+
+demo: venv
+	$(BIN)/mmfir demo --out demo_out
+
+test: venv
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

@@ -1,0 +1,171 @@
+"""Model configs: JSON files read into dataclasses. A config fully determines the architecture."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from mmfir.runtime.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).with_name("configs")
+
+# Six tasks plus clean; the prompt given to the text tower is the template around the name.
+DEFAULT_CLASSES = ("clean", "noisy", "blurry", "jpeg-compressed", "low-light", "hazy", "rainy")
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    image_size: int = 224
+    patch_size: int = 32
+    width: int = 768
+    layers: int = 12
+    heads: int = 12
+    mlp_ratio: float = 4.0
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    context_length: int = 77
+    vocab_size: int = 49408
+    width: int = 512
+    layers: int = 12
+    heads: int = 8
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """MultiContentNet: open_clip CLIP (frozen) + a controller copy of the image tower."""
+
+    embed_dim: int = 512
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    class_names: tuple[str, ...] = DEFAULT_CLASSES
+    prompt_template: str = "{}"
+    # "resize": shorter side to image_size, bicubic, centre crop (open_clip / DA-CLIP).
+    # "crop": centre crop of image_size at native resolution (keeps noise/JPEG/blur cues).
+    preprocess: str = "resize"
+    mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+    std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+    patch_tokens: int = 0  # extra controller patch tokens appended to mmf (0 = none)
+    quick_gelu: bool = False
+
+
+@dataclass(frozen=True)
+class RestorerConfig:
+    """NAFNet-style U-Net with cross-attention to the mmf tokens at the low-res stages."""
+
+    width: int = 32
+    enc_blocks: tuple[int, ...] = (2, 2, 4, 8)
+    middle_blocks: int = 12
+    dec_blocks: tuple[int, ...] = (2, 2, 2, 2)
+    attn_levels: int = 2  # cross-attention in the deepest N encoder/decoder levels and the middle
+    attn_heads: int = 4
+    ffn_expand: int = 2
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    restorer: RestorerConfig = field(default_factory=RestorerConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @property
+    def multiple(self) -> int:
+        return 2 ** len(self.restorer.enc_blocks)
+
+    @property
+    def num_tokens(self) -> int:
+        return 3 + self.encoder.patch_tokens
+
+
+def _build(cls, data: Any, where: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"config key '{where}' must be an object, got {type(data).__name__}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"unknown config key '{where}.{unknown[0]}' (known: {', '.join(sorted(names))})")
+    kwargs = {}
+    for key, value in data.items():
+        hint, path = hints[key], f"{where}.{key}"
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, path)
+        else:
+            kwargs[key] = _coerce(hint, value, path)
+    return cls(**kwargs)
+
+
+def _coerce(hint, value, path: str):
+    text = str(hint)
+    if text.startswith("tuple"):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{path}' must be a list, got {value!r}")
+        return tuple(value)
+    expected = {"int": int, "float": (int, float), "str": str, "bool": bool}.get(getattr(hint, "__name__", text))
+    if expected is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"config key '{path}' must be an integer, got {value!r}")
+    if expected and not isinstance(value, expected):
+        raise ConfigError(f"config key '{path}' must be {getattr(hint, '__name__', hint)}, got {value!r}")
+    return float(value) if hint is float else value
+
+
+def validate(cfg: ModelConfig) -> ModelConfig:
+    e, v, t, r = cfg.encoder, cfg.encoder.vision, cfg.encoder.text, cfg.restorer
+    checks = [
+        ("encoder.embed_dim", e.embed_dim > 0),
+        ("encoder.vision.image_size", v.image_size > 0 and v.image_size % v.patch_size == 0),
+        ("encoder.vision.width", v.width > 0 and v.width % v.heads == 0),
+        ("encoder.vision.layers", v.layers >= 1),
+        ("encoder.text.width", t.width > 0 and t.width % t.heads == 0),
+        ("encoder.text.layers", t.layers >= 1),
+        ("encoder.class_names", len(e.class_names) >= 2 and len(set(e.class_names)) == len(e.class_names)),
+        ("encoder.prompt_template", "{}" in e.prompt_template),
+        ("encoder.preprocess", e.preprocess in ("resize", "crop")),
+        ("encoder.mean", len(e.mean) == 3),
+        ("encoder.std", len(e.std) == 3 and all(s > 0 for s in e.std)),
+        ("encoder.patch_tokens", 0 <= e.patch_tokens <= (v.image_size // v.patch_size) ** 2),
+        ("restorer.width", r.width > 0 and r.width % r.attn_heads == 0),
+        ("restorer.enc_blocks", len(r.enc_blocks) >= 1 and len(r.enc_blocks) == len(r.dec_blocks)),
+        ("restorer.middle_blocks", r.middle_blocks >= 1),
+        ("restorer.attn_levels", 0 <= r.attn_levels <= len(r.enc_blocks)),
+        ("restorer.ffn_expand", r.ffn_expand >= 1),
+    ]
+    for key, ok in checks:
+        if not ok:
+            raise ConfigError(f"bad value for config key '{key}'")
+    return cfg
+
+
+def config_from_dict(data: dict) -> ModelConfig:
+    if "name" not in data:
+        raise ConfigError("config key 'name' is missing")
+    return validate(_build(ModelConfig, data, "config"))
+
+
+def available_configs() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+def load_config(name_or_path: str | Path) -> ModelConfig:
+    """A shipped config by name (``tiny``, ``base``) or a JSON file by path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = CONFIG_DIR / f"{name_or_path}.json"
+        if not path.exists():
+            raise ConfigError(f"no config named '{name_or_path}' (shipped: {', '.join(available_configs())})")
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid JSON: {err}") from None
+    return config_from_dict(data)

@@ -1,0 +1,140 @@
+"""The restorer (stage 2): a NAFNet-style U-Net conditioned on the mmf tokens by cross-attention.
+
+Image features are queries, mmf tokens are keys and values, at the deepest ``attn_levels``
+encoder/decoder levels and in the middle. The output is a residual added to the input.
+H and W must be divisible by ``2 ** len(enc_blocks)``; the runtime pads.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import RestorerConfig
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channel axis of an NCHW tensor."""
+
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu = x.mean(1, keepdim=True)
+        var = (x - mu).pow(2).mean(1, keepdim=True)
+        x = (x - mu) / torch.sqrt(var + self.eps)
+        return x * self.weight[:, None, None] + self.bias[:, None, None]
+
+
+class SimpleGate(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = x.chunk(2, dim=1)
+        return a * b
+
+
+class NAFBlock(nn.Module):
+    def __init__(self, c: int, expand: int = 2):
+        super().__init__()
+        dw = c * expand
+        self.norm1 = LayerNorm2d(c)
+        self.conv1 = nn.Conv2d(c, dw, 1)
+        self.conv2 = nn.Conv2d(dw, dw, 3, padding=1, groups=dw)
+        self.gate = SimpleGate()
+        self.sca = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(dw // 2, dw // 2, 1))
+        self.conv3 = nn.Conv2d(dw // 2, c, 1)
+        self.norm2 = LayerNorm2d(c)
+        self.conv4 = nn.Conv2d(c, c * expand, 1)
+        self.conv5 = nn.Conv2d(c * expand // 2, c, 1)
+        self.beta = nn.Parameter(torch.zeros(1, c, 1, 1))
+        self.gamma = nn.Parameter(torch.zeros(1, c, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.gate(self.conv2(self.conv1(self.norm1(x))))
+        y = self.conv3(y * self.sca(y))
+        x = x + y * self.beta
+        y = self.conv5(self.gate(self.conv4(self.norm2(x))))
+        return x + y * self.gamma
+
+
+class CrossAttention(nn.Module):
+    """Pixels (queries) attend to the mmf tokens (keys/values); zero-initialised output."""
+
+    def __init__(self, c: int, token_dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm = LayerNorm2d(c)
+        self.q = nn.Conv2d(c, c, 1)
+        self.kv = nn.Linear(token_dim, 2 * c)
+        self.out = nn.Conv2d(c, c, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        d = c // self.heads
+        q = self.q(self.norm(x)).reshape(b, self.heads, d, h * w).transpose(2, 3)  # b, heads, hw, d
+        k, v = self.kv(tokens).chunk(2, dim=-1)  # b, t, c
+        k = k.reshape(b, -1, self.heads, d).transpose(1, 2)  # b, heads, t, d
+        v = v.reshape(b, -1, self.heads, d).transpose(1, 2)
+        attn = (q @ k.transpose(2, 3)) * (d ** -0.5)
+        y = attn.softmax(dim=-1) @ v  # b, heads, hw, d
+        y = y.transpose(2, 3).reshape(b, c, h, w)
+        return x + self.out(y)
+
+
+class Stage(nn.Module):
+    """NAF blocks, optionally followed by cross-attention to the tokens."""
+
+    def __init__(self, c: int, blocks: int, expand: int, token_dim: int, heads: int, attend: bool):
+        super().__init__()
+        self.blocks = nn.Sequential(*[NAFBlock(c, expand) for _ in range(blocks)])
+        self.attn = CrossAttention(c, token_dim, heads) if attend else None
+
+    def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(x)
+        return self.attn(x, tokens) if self.attn is not None else x
+
+
+class Restorer(nn.Module):
+    def __init__(self, cfg: RestorerConfig, token_dim: int):
+        super().__init__()
+        self.cfg = cfg
+        levels = len(cfg.enc_blocks)
+        self.multiple = 2 ** levels
+        attend = [lvl >= levels - cfg.attn_levels for lvl in range(levels)]
+        heads, ex = cfg.attn_heads, cfg.ffn_expand
+        self.intro = nn.Conv2d(3, cfg.width, 3, padding=1)
+        self.ending = nn.Conv2d(cfg.width, 3, 3, padding=1)
+        self.encoders, self.downs, self.ups, self.decoders = (nn.ModuleList() for _ in range(4))
+        c = cfg.width
+        for lvl, n in enumerate(cfg.enc_blocks):
+            self.encoders.append(Stage(c, n, ex, token_dim, heads, attend[lvl]))
+            self.downs.append(nn.Conv2d(c, 2 * c, 2, stride=2))
+            c *= 2
+        self.middle = Stage(c, cfg.middle_blocks, ex, token_dim, heads, cfg.attn_levels > 0)
+        for lvl, n in reversed(list(enumerate(cfg.dec_blocks))):
+            self.ups.append(nn.Sequential(nn.Conv2d(c, 2 * c, 1, bias=False), nn.PixelShuffle(2)))
+            c //= 2
+            self.decoders.append(Stage(c, n, ex, token_dim, heads, attend[lvl]))
+
+    def forward(self, image: torch.Tensor, mmf: torch.Tensor) -> torch.Tensor:
+        x = self.intro(image)
+        skips = []
+        for stage, down in zip(self.encoders, self.downs):
+            x = stage(x, mmf)
+            skips.append(x)
+            x = down(x)
+        x = self.middle(x, mmf)
+        for up, stage, skip in zip(self.ups, self.decoders, reversed(skips)):
+            x = stage(up(x) + skip, mmf)
+        return image + self.ending(x)
+
+    def pad_forward(self, image: torch.Tensor, mmf: torch.Tensor) -> torch.Tensor:
+        """Forward on any H, W: reflect-pad to the multiple, crop back."""
+        h, w = image.shape[-2:]
+        ph, pw = (-h) % self.multiple, (-w) % self.multiple
+        x = F.pad(image, (0, pw, 0, ph), mode="reflect") if (ph or pw) else image
+        return self(x, mmf)[..., :h, :w]

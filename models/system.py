@@ -1,0 +1,53 @@
+"""The whole model: MultiContentNet (stage 1) + Restorer (stage 2), and the preprocessing glue."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+from .encoder import MultiContentNet
+from .restorer import Restorer
+
+
+class MMFIR(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = MultiContentNet(cfg.encoder)
+        self.restorer = Restorer(cfg.restorer, cfg.encoder.embed_dim)
+        mean = torch.tensor(cfg.encoder.mean).view(1, 3, 1, 1)
+        std = torch.tensor(cfg.encoder.std).view(1, 3, 1, 1)
+        self.register_buffer("clip_mean", mean, persistent=False)
+        self.register_buffer("clip_std", std, persistent=False)
+
+    def clip_input(self, image: torch.Tensor) -> torch.Tensor:
+        """Torch version of the runtime's CLIP preprocessing for training, on [0, 1] images.
+
+        ``resize``: shorter side to image_size (bilinear, antialiased), centre crop.
+        ``crop``: centre crop at native resolution (reflect-padded when smaller).
+        The runtime's numpy/PIL preprocessing is the reference at inference time.
+        """
+        s = self.cfg.encoder.vision.image_size
+        h, w = image.shape[-2:]
+        if self.cfg.encoder.preprocess == "resize":
+            scale = s / min(h, w)
+            size = (max(s, round(h * scale)), max(s, round(w * scale)))
+            image = F.interpolate(image, size=size, mode="bicubic", align_corners=False, antialias=True)
+        else:
+            ph, pw = max(0, s - h), max(0, s - w)
+            if ph or pw:
+                image = F.pad(image, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="reflect")
+        h, w = image.shape[-2:]
+        top, left = (h - s) // 2, (w - s) // 2
+        image = image[..., top:top + s, left:left + s]
+        return (image - self.clip_mean) / self.clip_std
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        feats = self.encoder(self.clip_input(image))
+        feats["restored"] = self.restorer.pad_forward(image, feats["mmf"])
+        return feats
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,63 @@
+"""The `mmfir` command line. Each subcommand lives in ``mmfir.runtime.commands.<name>`` and
+defines ``add_parser(subparsers)`` and ``run(args) -> int``; heavy imports happen inside ``run``.
+Errors of type MmfirError become one line on stderr and a non-zero exit, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import MmfirError
+
+COMMANDS = ("demo", "restore", "export", "build", "compare", "bench", "evaluate",
+            "import", "serve-repo", "serve", "info")
+
+
+def _load(name: str):
+    module = f"{__package__}.commands.{name.replace('-', '_')}"
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name == module:  # command not written yet
+            return None
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmfir", description="Deploy all-in-one image restoration models.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        mod = _load(name)
+        if mod is not None:
+            mod.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except MmfirError as err:
+        if args.verbose:
+            raise
+        print(f"mmfir {args.command}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"mmfir {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except ImportError as err:
+        if args.verbose:
+            raise
+        print(f"mmfir {args.command}: error: missing package {err.name or err}: "
+              "install the extra it belongs to, e.g. pip install 'mmfir[export]'", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

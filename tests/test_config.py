@@ -1,0 +1,59 @@
+import json
+
+import pytest
+
+from mmfir.runtime.errors import ConfigError
+from mmfir.runtime.spec import network_specs
+
+pytest.importorskip("torch")
+from mmfir.models.config import available_configs, config_from_dict, load_config  # noqa: E402
+
+
+def test_shipped_configs_load():
+    assert {"tiny", "base"} <= set(available_configs())
+    for name in ("tiny", "base"):
+        cfg = load_config(name)
+        assert cfg.name == name
+        assert config_from_dict(json.loads(cfg.to_json())) == cfg
+
+
+def test_base_is_vit_b_32():
+    v = load_config("base").encoder.vision
+    assert (v.width, v.layers, v.heads, v.patch_size, v.image_size) == (768, 12, 12, 32, 224)
+
+
+def test_unknown_key_named():
+    data = load_config("tiny").to_dict()
+    data["restorer"]["widht"] = 8
+    with pytest.raises(ConfigError, match="restorer.widht"):
+        config_from_dict(data)
+
+
+def test_bad_value_named():
+    data = load_config("tiny").to_dict()
+    data["encoder"]["vision"]["heads"] = 7  # width 96 not divisible by 7
+    with pytest.raises(ConfigError, match="encoder.vision.width"):
+        config_from_dict(data)
+    data = load_config("tiny").to_dict()
+    data["restorer"]["width"] = "wide"
+    with pytest.raises(ConfigError, match="restorer.width"):
+        config_from_dict(data)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="no config named"):
+        load_config("huge")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_config(bad)
+
+
+def test_specs_follow_config():
+    cfg = load_config("tiny")
+    specs = network_specs(cfg.to_dict())
+    enc, res = specs["encoder"], specs["restorer"]
+    assert enc.input("image").shape == ("batch", 3, 128, 128)
+    assert enc.output("degradation_logits").shape == ("batch", len(cfg.encoder.class_names))
+    assert res.multiple == cfg.multiple
+    assert res.input("mmf").shape == ("batch", cfg.num_tokens, cfg.encoder.embed_dim)

@@ -1,0 +1,103 @@
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from mmfir.models import build_model, count_parameters  # noqa: E402
+from mmfir.models.encoder import tower_head, tower_tokens  # noqa: E402
+from mmfir.runtime.spec import network_specs  # noqa: E402
+
+
+def _check_shapes(model, out, batch, h, w):
+    specs = network_specs(model.cfg.to_dict())
+    sizes = {"batch": batch, "height": h, "width": w}
+    for net in specs.values():
+        for t in net.outputs:
+            want = tuple(sizes.get(d, d) for d in t.shape)
+            assert tuple(out[t.name].shape) == want, t.name
+
+
+@pytest.mark.parametrize("name", ["tiny", "base"])
+def test_forward_odd_aspect(name):
+    model = build_model(name)
+    x = torch.rand(1, 3, 96, 128)
+    with torch.no_grad():
+        out = model(x)
+    _check_shapes(model, out, 1, 96, 128)
+    assert torch.isfinite(out["restored"]).all()
+
+
+def test_sizes_are_as_designed():
+    tiny, base = build_model("tiny"), build_model("base")
+    assert count_parameters(tiny) < 6e6
+    assert 20e6 <= count_parameters(base.restorer) <= 50e6
+
+
+def test_restorer_dynamic_size_and_padding(tiny_model):
+    mmf = torch.randn(2, tiny_model.cfg.num_tokens, tiny_model.cfg.encoder.embed_dim)
+    with torch.no_grad():
+        y = tiny_model.restorer.pad_forward(torch.rand(2, 3, 37, 53), mmf)
+    assert y.shape == (2, 3, 37, 53)
+
+
+def test_zero_init_controller_equals_plain_clip(tiny_model):
+    """Untrained controller: the controlled tower's content embedding is plain CLIP's."""
+    enc = tiny_model.encoder
+    x = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        out = enc(x)
+        plain = enc.clip.encode_image(x)
+        # the controller is a copy of the image tower, so degradation == plain CLIP too
+        assert torch.allclose(out["content"], plain, atol=1e-5)
+        assert torch.allclose(out["degradation"], plain, atol=1e-5)
+        # and once the zero modules are non-zero, content moves away from plain CLIP
+        for m in enc.controller.zero_modules:
+            torch.nn.init.normal_(m.weight, std=0.05)
+        moved = enc(x)["content"]
+        for m in enc.controller.zero_modules:
+            torch.nn.init.zeros_(m.weight)
+    assert not torch.allclose(moved, plain, atol=1e-3)
+
+
+def test_tower_helpers_match_open_clip(tiny_model):
+    visual = tiny_model.encoder.clip.visual
+    x = torch.randn(1, 3, 128, 128)
+    with torch.no_grad():
+        mine = tower_head(visual, visual.transformer(tower_tokens(visual, x)))
+        assert torch.allclose(mine, visual(x), atol=1e-6)
+
+
+def test_logits_are_scaled_cosines(tiny_model):
+    enc = tiny_model.encoder
+    with torch.no_grad():
+        out = enc(torch.randn(3, 3, 128, 128))
+        text = enc.class_text_features()
+        d = torch.nn.functional.normalize(out["degradation"], dim=-1)
+        t = torch.nn.functional.normalize(text, dim=-1)
+        expected = enc.clip.logit_scale.exp() * d @ t.T
+    np.testing.assert_allclose(out["degradation_logits"].numpy(), expected.numpy(), atol=1e-5)
+    assert out["mmf"].shape[1] == 3
+
+
+def test_training_losses_decrease():
+    from mmfir.models.losses import degradation_contrastive_loss, restoration_loss
+
+    torch.manual_seed(0)
+    model = build_model("tiny")
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-3)
+    clean = torch.rand(4, 3, 64, 64)
+    noisy = (clean + 0.2 * torch.randn_like(clean)).clamp(0, 1)
+    labels = torch.tensor([1, 1, 1, 1])
+    first = None
+    for _ in range(8):
+        out = model(noisy)
+        loss = restoration_loss(out["restored"], clean) + degradation_contrastive_loss(out["degradation_logits"],
+                                                                                       labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = first if first is not None else loss.item()
+    assert loss.item() < first
+    # the frozen CLIP towers did not move
+    assert not any(p.requires_grad for p in model.encoder.clip.parameters())

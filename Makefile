@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-EXTRAS ?= export,train,openvino,dev
+EXTRAS ?= export,train,openvino,serve,plot,dev
 # torch is pinned to the release served from this machine's local wheel store (CUDA build on x86_64).
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=

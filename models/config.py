@@ -50,6 +50,9 @@ class EncoderConfig:
     std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
     patch_tokens: int = 0  # extra controller patch tokens appended to mmf (0 = none)
     quick_gelu: bool = False
+    # class logits = scale * cosine; 0 = the CLIP's learned logit_scale.exp(), > 0 a fixed scale
+    # (100 for imported DA-CLIP models, whose probabilities are softmax(100 * cosine))
+    fixed_logit_scale: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ def validate(cfg: ModelConfig) -> ModelConfig:
         ("encoder.preprocess", e.preprocess in ("resize", "crop")),
         ("encoder.mean", len(e.mean) == 3),
         ("encoder.std", len(e.std) == 3 and all(s > 0 for s in e.std)),
+        ("encoder.fixed_logit_scale", e.fixed_logit_scale >= 0),
         ("encoder.patch_tokens", 0 <= e.patch_tokens <= (v.image_size // v.patch_size) ** 2),
         ("restorer.width", r.width > 0 and r.width % r.attn_heads == 0),
         ("restorer.enc_blocks", len(r.enc_blocks) >= 1 and len(r.enc_blocks) == len(r.dec_blocks)),

@@ -109,7 +109,8 @@ class MultiContentNet(nn.Module):
         content = tower_head(self.clip.visual, x)
 
         text = self.class_text_features()
-        logits = self.clip.logit_scale.exp() * F.normalize(degradation, dim=-1) @ F.normalize(text, dim=-1).T
+        scale = self.cfg.fixed_logit_scale or self.clip.logit_scale.exp()
+        logits = scale * F.normalize(degradation, dim=-1) @ F.normalize(text, dim=-1).T
         probs = logits.softmax(dim=-1)
         tokens = [content, degradation, probs @ text]
         mmf = torch.stack([F.normalize(t, dim=-1) for t in tokens], dim=1)

@@ -24,7 +24,8 @@ class MMFIR(nn.Module):
     def clip_input(self, image: torch.Tensor) -> torch.Tensor:
         """Torch version of the runtime's CLIP preprocessing for training, on [0, 1] images.
 
-        ``resize``: shorter side to image_size (bilinear, antialiased), centre crop.
+        ``resize``: shorter side to image_size (bicubic, antialiased), centre crop (close to, not bit-equal
+        with, open_clip's PIL resize that the runtime uses).
         ``crop``: centre crop at native resolution (reflect-padded when smaller).
         The runtime's numpy/PIL preprocessing is the reference at inference time.
         """

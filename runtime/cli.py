@@ -15,7 +15,9 @@ COMMANDS = ("demo", "restore", "export", "build", "compare", "bench", "evaluate"
 
 
 def _load(name: str):
-    module = f"{__package__}.commands.{name.replace('-', '_')}"
+    # `import` is a Python keyword, so its module is commands/import_.py
+    stem = "import_" if name == "import" else name.replace("-", "_")
+    module = f"{__package__}.commands.{stem}"
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as err:

@@ -124,9 +124,9 @@ ENCODER = "encoder"
 RESTORER = "restorer"
 NETWORKS = (ENCODER, RESTORER)
 
-# Default TensorRT/OpenVINO profile ranges: batch 1-8, restorer tiles 256²-1024².
+# Default TensorRT profile ranges: batch 1-8, restorer inputs 64² up to 1024² tiles.
 DEFAULT_BATCH = (1, 1, 8)
-DEFAULT_TILE = (256, 512, 1024)
+DEFAULT_TILE = (64, 512, 1024)  # small images run whole; 256²-1024² tiles covered
 
 
 def encoder_spec(image_size: int, embed_dim: int, num_classes: int, num_tokens: int,

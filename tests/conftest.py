@@ -32,3 +32,20 @@ def photos() -> dict[str, np.ndarray]:
         img = getattr(data, name)()
         out[name] = (img[..., :3].astype(np.float32) / 255.0)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory):
+    """A validated bundle (FP32 + FP16 ONNX) of build_model('tiny', seed=0); exported once per session.
+
+    Takes about 30-90 s on 2 cores (torch.onnx dynamo export of both networks + validation).
+    Treat it as read-only: copy it (shutil.copytree) before modifying files or the manifest.
+    """
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    from mmfir.export import export_bundle
+    from mmfir.models import build_model
+
+    out = tmp_path_factory.mktemp("bundles") / "tiny"
+    export_bundle(build_model("tiny", seed=0), out, progress=False)
+    return out

@@ -1,0 +1,107 @@
+"""Effect of onnxruntime CPU session options on the encoder and the restorer (one process, one run).
+
+    MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 \
+        python benchmarks/ort_options.py BUNDLE --size 512 --iters 5 --json benchmarks/results/ort_options.json
+
+Each variant changes one thing from the baseline (ORT_ENABLE_ALL, intra-op threads = cores, spinning on,
+sequential execution, memory pattern on). Times are p50 ms; ratios are baseline / variant (> 1 = faster).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine_record import record  # noqa: E402
+
+VARIANTS = {
+    "baseline (all)": {},
+    "level extended": {"level": "extended"},
+    "level basic": {"level": "basic"},
+    "no NchwcTransformer": {"disabled": ["NchwcTransformer"]},
+    "intra_op threads 1": {"threads": 1},
+    "spinning off": {"config": {"session.intra_op.allow_spinning": "0"}},
+    "parallel execution": {"parallel": True},
+    "memory pattern off": {"mem_pattern": False},
+    "denormals as zero": {"config": {"session.set_denormal_as_zero": "1"}},
+}
+
+
+def session(path: Path, variant: dict, cores: int):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.graph_optimization_level = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                                     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                                     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}[variant.get("level", "all")]
+    opts.intra_op_num_threads = variant.get("threads", cores)
+    if variant.get("parallel"):
+        opts.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+    opts.enable_mem_pattern = variant.get("mem_pattern", True)
+    for key, value in variant.get("config", {}).items():
+        opts.add_session_config_entry(key, value)
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=variant.get("disabled", []))
+
+
+def p50_ms(sess, feeds: dict, warmup: int, iters: int) -> float:
+    for _ in range(warmup):
+        sess.run(None, feeds)
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        sess.run(None, feeds)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
+
+
+def feeds_for(bundle, size: int) -> dict:
+    from mmfir.runtime.spec import ENCODER, RESTORER
+
+    specs = bundle.specs
+    rng = np.random.default_rng(0)
+    enc = specs[ENCODER].inputs[0].shape[-1]
+    tokens = specs[RESTORER].inputs[1].shape[1:]
+    return {ENCODER: {"image": rng.standard_normal((1, 3, enc, enc), dtype=np.float32)},
+            RESTORER: {"image": rng.random((1, 3, size, size), dtype=np.float32),
+                       "mmf": rng.standard_normal((1, *tokens), dtype=np.float32)}}
+
+
+def main() -> int:
+    from mmfir.runtime.bundle import Bundle
+    from mmfir.runtime.machine import usable_cores
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("bundle")
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--json", dest="json_out")
+    args = ap.parse_args()
+    bundle = Bundle.open(args.bundle)
+    feeds, cores = feeds_for(bundle, args.size), usable_cores()
+    results = {}
+    for name, variant in VARIANTS.items():
+        results[name] = {net: p50_ms(session(bundle.onnx_path(net), variant, cores), feeds[net],
+                                     args.warmup, args.iters) for net in feeds}
+        print(f"... {name}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in results[name].items()), file=sys.stderr)
+    base = results["baseline (all)"]
+    print(f"| option ({bundle.config.get('name')}, restorer {args.size}²) | encoder ms | x | restorer ms | x |")
+    print("|---|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['encoder']:.1f} | {base['encoder'] / r['encoder']:.2f} | {r['restorer']:.1f} | "
+              f"{base['restorer'] / r['restorer']:.2f} |")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps({"machine": record(), "size": args.size, "results": results},
+                                                  indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

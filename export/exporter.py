@@ -1,0 +1,244 @@
+"""``export_bundle``: checkpoint (or in-memory model) -> validated bundle directory.
+
+Everything is written into a temporary sibling of the output folder and renamed into place at the
+end, so an interrupted or failed export leaves nothing half-written. An existing bundle is replaced
+only with ``force=True`` and only after the new one passed validation. A bundle that fails
+validation is still written (marked ``"valid": false``, which ``Bundle.open`` refuses) so it can be
+inspected: into the output folder when that was free, else beside it as ``OUT.invalid``.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from mmfir.runtime.bundle import MANIFEST, Bundle
+from mmfir.runtime.progress import step_log
+from mmfir.runtime.spec import ENCODER, NETWORKS, RESTORER, Precision, network_specs
+
+from .errors import ExportError, ExportValidationError
+from .manifest import manifest_for, write_manifest
+
+DEFAULT_OPSET = 18
+# torch's dynamo exporter emits opset 18 at the lowest (it silently keeps 18 when asked for 17);
+# 18-23 export, pass onnx.checker and load in onnxruntime (tests/test_export.py checks the bounds).
+OPSETS = range(18, 24)
+
+
+def check_opset(opset: int) -> int:
+    if int(opset) not in OPSETS:
+        raise ExportError(f"opset {opset} is not supported (choose {OPSETS.start}..{OPSETS.stop - 1}; "
+                          f"torch's exporter emits >= {OPSETS.start})")
+    return int(opset)
+
+
+def is_occupied(path: Path) -> bool:
+    return path.is_dir() and any(path.iterdir())
+
+
+def check_destination(out: Path, force: bool) -> None:
+    """Refuse before any work: a file in the way, a non-empty folder without force, or a non-bundle."""
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out} is a file, not a folder; choose another output folder")
+    if not is_occupied(out):
+        return
+    if not force:
+        raise ExportError(f"output folder {out} is not empty; pass --force to replace it (nothing was written)")
+    if not (out / MANIFEST).is_file():
+        raise ExportError(f"output folder {out} is not empty and is not an mmfir bundle; refusing to replace it "
+                          "even with --force (choose an empty or new folder)")
+
+
+def make_staging_dir(out: Path) -> Path:
+    """A temporary sibling of ``out`` (same file system, so the final rename is atomic)."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        staging.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; a bundle is shared
+        return staging
+    except OSError as err:
+        raise ExportError(f"cannot write the bundle to {out}: {err.strerror or err} "
+                          "(choose a writable output folder)") from None
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def replace_dir(staging: Path, target: Path) -> None:
+    """Move ``staging`` to ``target``; an existing ``target`` is removed only after the move."""
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+        old.rmdir()
+        target.rename(old)
+    staging.rename(target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def publish(staging: Path, out: Path, valid: bool) -> Path:
+    """Rename the finished bundle into place (see the module docstring for where an invalid one goes)."""
+    target = out if valid or not is_occupied(out) else out.with_name(out.name + ".invalid")
+    if target != out and is_occupied(target) and not (target / MANIFEST).is_file():
+        raise ExportError(f"validation failed and {target}, where the invalid bundle would go, is not an mmfir "
+                          "bundle: move it away and export again")
+    replace_dir(staging, target)
+    return target
+
+
+def resolve_model(checkpoint_or_model) -> tuple[object, dict | None]:
+    """(model in eval mode, checkpoint record or None) from a path or an in-memory MMFIR model."""
+    from mmfir.models import MMFIR, load_checkpoint
+    from mmfir.runtime.bundle import sha256_file
+
+    if isinstance(checkpoint_or_model, MMFIR):
+        if any(p.device.type != "cpu" for p in checkpoint_or_model.parameters()):
+            raise ExportError("export needs the model on the CPU: pass model.cpu() (or a checkpoint path)")
+        return checkpoint_or_model, None
+    if not isinstance(checkpoint_or_model, (str, Path)):
+        raise ExportError(f"expected a checkpoint path or an MMFIR model, got {type(checkpoint_or_model).__name__}")
+    path = Path(checkpoint_or_model)
+    model, meta = load_checkpoint(path)
+    record = {"path": str(path.resolve()), "sha256": sha256_file(path),
+              "metadata": {k: v for k, v in meta.items() if k not in ("format", "config")}}
+    return model, record
+
+
+def untrained_warning(record: dict | None) -> str | None:
+    if record and str(record["metadata"].get("restorer_untrained", "")).lower() == "true":
+        return ("the checkpoint's restorer is untrained (restorer_untrained=true, e.g. a DA-CLIP import): "
+                "the bundle runs, but restored images are not meaningful until the restorer is trained")
+    return None
+
+
+def export_bundle(checkpoint_or_model, out_dir, *, fp16: bool = True, opset: int = DEFAULT_OPSET,
+                  force: bool = False, progress: bool = True) -> Bundle:
+    """Export a checkpoint (path) or an in-memory MMFIR model to a validated bundle at ``out_dir``.
+
+    Raises ExportValidationError (after writing the bundle marked invalid) when ORT disagrees with
+    PyTorch beyond the accuracy contract, and MmfirError subclasses for bad input.
+    """
+    start = time.perf_counter()
+    opset, out = check_opset(opset), Path(out_dir)
+    check_destination(out, force)
+    is_path = isinstance(checkpoint_or_model, (str, Path))
+    step_log(f"loading {checkpoint_or_model}" if is_path else "exporting the in-memory model", progress)
+    model, record = resolve_model(checkpoint_or_model)
+    warning = untrained_warning(record)
+    if warning:
+        print(f"mmfir export: warning: {warning}", file=sys.stderr, flush=True)
+    manifest, target = staged_export(model, record, out, fp16, opset, progress,
+                                     warnings=[warning] if warning else [], start=start)
+    step_log(f"bundle written to {target} in {manifest['export_seconds']:.1f}s", progress)
+    if not manifest["valid"]:
+        raise ExportValidationError(failed_checks(manifest), target)
+    return Bundle.open(target)
+
+
+def staged_export(model, record, out: Path, fp16: bool, opset: int, progress: bool, *, warnings: list[str],
+                  start: float) -> tuple[dict, Path]:
+    """Build the bundle in a temporary sibling of ``out`` and rename it into place; nothing stays behind."""
+    staging = make_staging_dir(out)
+    try:
+        manifest = build_bundle(model, record, staging, fp16, opset, progress)
+        manifest["warnings"] = warnings
+        manifest["export_seconds"] = round(time.perf_counter() - start, 2)
+        write_manifest(staging, manifest)
+        return manifest, publish(staging, out, manifest["valid"])
+    except OSError as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ExportError(f"writing the bundle failed: {err} (check free space and permissions of {out.parent})") \
+            from err
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def build_bundle(model, record: dict | None, folder: Path, fp16: bool, opset: int, progress: bool) -> dict:
+    """Export, convert, check and validate into ``folder``; returns the manifest (without files)."""
+    from .validate import check_graph_file
+
+    specs = network_specs(model.cfg.to_dict())
+    precisions = [Precision.FP32] + ([Precision.FP16] if fp16 else [])
+    with prepared(model):
+        fp16_info = write_graphs(model, specs, folder, precisions, opset, progress)
+        for name in NETWORKS:
+            for p in precisions:
+                check_graph_file(folder / specs[name].onnx_file(p), specs[name], opset)
+        step_log("onnx.checker and shape inference passed on every file", progress)
+        validation = run_validation(model, specs, folder, precisions, progress)
+    return manifest_for(model, record, specs, opset, validation, fp16_info)
+
+
+def write_graphs(model, specs, folder: Path, precisions: list[Precision], opset: int, progress: bool) -> dict:
+    from .fp16 import convert_to_fp16
+    from .onnx_export import EncoderExport, RestorerExport, encoder_example, export_network, restorer_example
+
+    modules = {ENCODER: (EncoderExport(model.encoder, specs[ENCODER].output_names), encoder_example),
+               RESTORER: (RestorerExport(model.restorer), restorer_example)}
+    fp16_info = {}
+    for name, (module, example) in modules.items():
+        spec = specs[name]
+        step_log(f"exporting {name} to ONNX (opset {opset}, torch.onnx dynamo)", progress)
+        path = folder / spec.onnx_file(Precision.FP32)
+        try:
+            export_network(module, example(spec), spec, path, opset)
+        except Exception as err:  # the exporter's many error types: one line, cause kept for --verbose
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise ExportError(f"torch.onnx export of the {name} failed: {type(err).__name__}: {first}") from err
+        if Precision.FP16 in precisions:
+            step_log(f"converting {name} to FP16 (LayerNorm, Softmax, reductions kept FP32)", progress)
+            fp16_info[name] = convert_to_fp16(path, folder / spec.onnx_file(Precision.FP16))
+    return fp16_info
+
+
+class prepared:
+    """Context: model in eval mode with the class text embeddings cached; restored afterwards."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __enter__(self):
+        self.training = self.model.training
+        self.had_cache = self.model.encoder._class_text_cache is not None
+        self.model.eval()
+        self.model.encoder.cache_class_text(True)
+        return self.model
+
+    def __exit__(self, *exc):
+        if not self.had_cache:
+            self.model.encoder.cache_class_text(False)
+        self.model.train(self.training)
+        return False
+
+
+def run_validation(model, specs, folder: Path, precisions: list[Precision], progress: bool) -> dict:
+    from .validate import compare_network, ort_optimization_level, validation_feeds
+
+    feeds = validation_feeds(model, specs)
+    checks = []
+    for p in precisions:
+        for name in NETWORKS:
+            step_log(f"validating {name} {p.value}: onnxruntime CPU vs PyTorch FP32 on photos", progress)
+            checks += compare_network(model, specs[name], folder / specs[name].onnx_file(p), p, feeds[name])
+    failed = [c for c in checks if not c.passed]
+    bounded = [c for c in checks if c.bound is not None]
+    summary = (f"all {len(bounded)} checks passed" if not failed else
+               f"{len(failed)} of {len(bounded)} checks failed: " + "; ".join(str(c) for c in failed))
+    step_log(f"validation: {summary}", progress)
+    return {"passed": not failed, "summary": summary, "checks": [c.to_json() for c in checks],
+            "shapes": {n: [{k: list(v.shape) for k, v in f.items()} for f in feeds[n]] for n in NETWORKS},
+            "ort_graph_optimization": {p.value: ort_optimization_level(p) for p in precisions},
+            "reference": "torch/fp32 on scikit-image photos (astronaut, coffee, chelsea)"}
+
+
+def failed_checks(manifest: dict):
+    from mmfir.runtime.checks import Check
+
+    return [Check(**c) for c in manifest["validation"]["checks"] if not c["passed"]]

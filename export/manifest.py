@@ -1,0 +1,58 @@
+"""The bundle's manifest.json as written by export (read by mmfir.runtime.bundle.Bundle)."""
+from __future__ import annotations
+
+import datetime
+import importlib.metadata as md
+from pathlib import Path
+
+from mmfir.runtime.bundle import FORMAT, MANIFEST, sha256_file, write_json_atomic
+from mmfir.runtime.spec import NetworkSpec
+
+VERSIONED = ("mmfir", "torch", "onnx", "onnxscript", "onnxruntime", "open_clip_torch", "numpy")
+
+
+def versions() -> dict[str, str | None]:
+    out = {}
+    for pkg in VERSIONED:
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def preprocess_entry(cfg) -> dict:
+    enc = cfg.encoder
+    return {"mode": enc.preprocess, "image_size": enc.vision.image_size, "mean": list(enc.mean),
+            "std": list(enc.std)}
+
+
+def manifest_for(model, record: dict | None, specs: dict[str, NetworkSpec], opset: int, validation: dict,
+                 fp16_info: dict) -> dict:
+    """Everything but ``files``, ``warnings`` and ``export_seconds`` (added when the files are final)."""
+    cfg = model.cfg
+    metadata = dict(record["metadata"]) if record else {}
+    checkpoint = {"path": record["path"], "sha256": record["sha256"]} if record else None
+    return {
+        "format": FORMAT,
+        "valid": bool(validation["passed"]),
+        "validation": validation,
+        "model": {"name": cfg.name, "config": cfg.to_dict(), "checkpoint": checkpoint, "metadata": metadata,
+                  "restorer_untrained": str(metadata.get("restorer_untrained", "")).lower() == "true"},
+        "class_names": list(cfg.encoder.class_names),
+        "preprocess": preprocess_entry(cfg),
+        "networks": {name: spec.to_json() for name, spec in specs.items()},
+        "opset": opset,
+        "fp16": fp16_info,
+        "onnxruntime": {"graph_optimization_level": validation["ort_graph_optimization"]},
+        "versions": versions(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_manifest(folder: Path, manifest: dict) -> None:
+    """Hash every file in ``folder`` into ``manifest['files']`` and write manifest.json."""
+    manifest["files"] = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+                         for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
+    write_json_atomic(folder / MANIFEST, manifest)
+    (folder / MANIFEST).chmod(folder.stat().st_mode & 0o666)  # mkstemp made it 0600; match the folder

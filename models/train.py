@@ -1,0 +1,332 @@
+"""Train an MMFIR model on degraded scikit-image photos (CPU friendly).
+
+Stage 1 (contrastive): the controller's degradation embedding against the class-prompt text
+embeddings, and the content embedding against a caption of the clean photo. With ``--clip-weights``
+the CLIP towers stay frozen (as designed); without (random towers, e.g. ``tiny``) they train too.
+Stage 2: the restorer with cross-attention to the frozen encoder's mmf tokens, per-sample log-MSE
++ L1 loss (balances easy and hard degradations).
+
+    python -m mmfir.models.train --config tiny --out models/weights/tiny.safetensors
+
+Saves every ``--save-every`` steps (EMA weights) so a killed run leaves a usable checkpoint;
+``--resume`` continues from ``OUT.train.pt``.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mmfir.runtime.errors import MmfirError
+from mmfir.runtime.evaluate import evaluate_cases, format_summary, make_cases, summarize
+
+from . import build_model, load_checkpoint, load_clip_weights, save_checkpoint
+from .data import HELD_OUT_PHOTOS, TRAIN_PHOTOS, PhotoSampler, held_out_photos
+from .losses import content_contrastive_loss, degradation_contrastive_loss, restoration_loss
+from .system import MMFIR
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m mmfir.models.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", default="tiny", help="config name or JSON path")
+    p.add_argument("--out", required=True, type=Path, help="checkpoint to write (.safetensors)")
+    p.add_argument("--clip-weights", type=Path, help="local open_clip weights for the (then frozen) towers")
+    p.add_argument("--init", type=Path, help="start from this mmfir checkpoint's weights (fine-tune)")
+    p.add_argument("--train-clip", action=argparse.BooleanOptionalAction, default=None,
+                   help="train the CLIP towers in stage 1 (default: on without --clip-weights)")
+    p.add_argument("--stage1-steps", type=int, default=500)
+    p.add_argument("--stage2-steps", type=int, default=3000)
+    p.add_argument("--stage1-minutes", type=float, help="fit stage 1's step count to this time (measured rate)")
+    p.add_argument("--stage2-minutes", type=float, help="fit stage 2's step count to this time (measured rate)")
+    p.add_argument("--batch1", type=int, default=16, help="stage 1 batch size")
+    p.add_argument("--batch2", type=int, default=8, help="stage 2 batch size")
+    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--lr1", type=float, default=5e-4)
+    p.add_argument("--lr2", type=float, default=1e-3)
+    p.add_argument("--content-weight", type=float, default=0.5)
+    p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=200)
+    p.add_argument("--eval-every", type=int, default=0, help="held-out evaluation every N stage-2 steps (0: end)")
+    p.add_argument("--log-every", type=int, default=20)
+    p.add_argument("--resume", action="store_true", help="continue from OUT.train.pt")
+    p.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=True, help="store weights as FP16")
+    p.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation at the end")
+    return p.parse_args(argv)
+
+
+class Trainer:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        torch.set_num_threads(args.threads)
+        torch.manual_seed(args.seed)
+        self.model = build_model(args.config, seed=args.seed)
+        if args.clip_weights:
+            load_clip_weights(self.model, args.clip_weights)
+        if args.init:
+            self.model.load_state_dict(load_checkpoint(args.init)[0].state_dict())
+        self.train_clip = args.train_clip if args.train_clip is not None else args.clip_weights is None
+        self.sampler = PhotoSampler(self.model.cfg.encoder.class_names, args.crop, args.seed)
+        self.caption_tokens = self.model.encoder.tokenize(self.sampler.captions)
+        self.stage, self.step, self.seconds = 1, 0, 0.0
+        self.state_path = args.out.with_name(args.out.name + ".train.pt")
+        self.history: list[dict] = []
+        if args.resume:
+            self._load_state()
+        else:
+            self._setup_stage()
+
+    # ----- stages
+    def _setup_stage(self) -> None:
+        m = self.model
+        if self.stage == 1:
+            m.encoder.freeze_clip(not self.train_clip)
+            if self.train_clip:
+                if self.step == 0 and not self.args.init:
+                    self.warm_up_text()
+                # fixed, distinct text anchors: with a trainable text tower the contrastive loss collapses the
+                # class prompts that the images cannot yet tell apart onto one embedding (a symmetric saddle)
+                for p in text_parameters(m.encoder.clip):
+                    p.requires_grad_(False)
+            params = [p for p in m.encoder.parameters() if p.requires_grad]
+            self.opt = torch.optim.AdamW(params, lr=self.args.lr1, weight_decay=0.05)
+            self.total, self.lr, self.minutes = self.args.stage1_steps, self.args.lr1, self.args.stage1_minutes
+        else:
+            m.encoder.requires_grad_(False)
+            m.encoder.cache_class_text(True)
+            params = list(m.restorer.parameters())
+            self.opt = torch.optim.AdamW(params, lr=self.args.lr2, betas=(0.9, 0.9), weight_decay=0.0)
+            self.total, self.lr, self.minutes = self.args.stage2_steps, self.args.lr2, self.args.stage2_minutes
+        self.params = params
+        if self.minutes:
+            self.total = 10 ** 6  # until the rate is measured
+        self.ema = copy.deepcopy(m).requires_grad_(False)
+        self.stage_seconds: list[float] = []  # training seconds at each step of this stage (for --stageN-minutes)
+
+    def _next_stage(self) -> None:
+        self.model.load_state_dict(self.ema.state_dict())  # stage 2 builds on the EMA encoder
+        self.stage, self.step = 2, 0
+        self._setup_stage()
+
+    def lr_at(self, step: int) -> float:
+        warm = min(50, max(1, self.total // 10))
+        if step < warm:
+            return self.lr * (step + 1) / warm
+        t = (step - warm) / max(1, self.total - warm)
+        return 1e-6 + 0.5 * (self.lr - 1e-6) * (1 + math.cos(math.pi * min(1.0, t)))
+
+    # ----- steps
+    def stage1_loss(self, batch) -> tuple[torch.Tensor, dict]:
+        enc = self.model.encoder
+        x = torch.from_numpy(batch.degraded)
+        out = enc(self.model.clip_input(x))
+        labels = torch.from_numpy(batch.labels)
+        deg = degradation_contrastive_loss(out["degradation_logits"], labels)
+        captions = enc.encode_text(self.caption_tokens)
+        scale = enc.clip.logit_scale.exp()
+        con = content_contrastive_loss(out["content"], captions, torch.from_numpy(batch.captions), scale)
+        acc = (out["degradation_logits"].argmax(1) == labels).float().mean()
+        loss = deg + self.args.content_weight * con
+        info = {"deg": deg.item(), "content": con.item(), "acc": acc.item()}
+        return loss, info
+
+    def warm_up_text(self, steps: int = 300) -> None:
+        """Random text tower only: spread the class prompts' and captions' embeddings apart."""
+        enc = self.model.encoder
+        tokens = torch.cat([enc.class_tokens, self.caption_tokens])
+        params = text_parameters(enc.clip)
+        opt = torch.optim.AdamW(params, lr=1e-3)
+        for _ in range(steps):
+            loss = text_spread_loss(enc.encode_text(tokens))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        print(f"text warm-up: mean squared cosine between prompts {loss.item():.2e}", file=sys.stderr, flush=True)
+
+    def stage2_loss(self, batch) -> tuple[torch.Tensor, dict]:
+        x, clean = torch.from_numpy(batch.degraded), torch.from_numpy(batch.clean)
+        with torch.no_grad():
+            mmf = self.model.encoder(self.model.clip_input(x))["mmf"]
+        restored = self.model.restorer(x, mmf)
+        loss = restoration_loss(restored, clean)
+        with torch.no_grad():
+            mse = (restored.clamp(0, 1) - clean).pow(2).flatten(1).mean(1)
+            gain = 10 * torch.log10((x - clean).pow(2).flatten(1).mean(1).clamp_min(1e-10) / mse.clamp_min(1e-10))
+        return loss, {"psnr_gain": gain.mean().item()}
+
+    def train_step(self) -> dict:
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr_at(self.step)
+        batch = self.sampler.batch(self.args.batch1 if self.stage == 1 else self.args.batch2)
+        self.model.train()
+        loss, info = (self.stage1_loss if self.stage == 1 else self.stage2_loss)(batch)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+        with torch.no_grad():
+            self.model.encoder.clip.logit_scale.clamp_(0, math.log(100))
+        self.update_ema()
+        self.step += 1
+        return {"loss": loss.item(), **info}
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        decay = min(self.args.ema, (1 + self.step) / (10 + self.step))
+        for e, p in zip(self.ema.parameters(), self.model.parameters()):
+            if p.requires_grad:
+                e.lerp_(p.detach(), 1 - decay)
+
+    # ----- loop
+    def run(self) -> None:
+        while True:
+            self.run_stage()
+            if self.stage == 2:
+                break
+            self._next_stage()
+            self.save()
+        self.ema.encoder.cache_class_text(True)
+        if not self.args.no_eval:
+            self.history.append({"final_eval": self.evaluate()})
+        self.save()
+
+    def run_stage(self) -> None:
+        a, running, t0 = self.args, {}, time.perf_counter()
+        while self.step < self.total:
+            start = time.perf_counter()
+            info = self.train_step()
+            self.seconds += time.perf_counter() - start
+            self.stage_seconds.append(self.seconds)
+            self.retarget()
+            for k, v in info.items():
+                running[k] = running.get(k, 0.0) + v
+            if self.step % a.log_every == 0 or self.step == self.total:
+                n = a.log_every if self.step % a.log_every == 0 else self.step % a.log_every
+                self.log({k: v / n for k, v in running.items()}, t0)
+                running = {}
+            if self.stage == 2 and a.eval_every and self.step % a.eval_every == 0 and self.step < self.total:
+                self.history.append({"stage": 2, "step": self.step, "eval": self.evaluate()})
+            if self.step % a.save_every == 0 and self.step < self.total:
+                self.save()
+
+    def retarget(self) -> None:
+        """With a time budget: set the stage's step count from the rate measured after warm-up."""
+        n = len(self.stage_seconds)
+        if not self.minutes or n < 30 or n % 10 or self.step > 0.3 * self.total:
+            return
+        per_step = (self.stage_seconds[-1] - self.stage_seconds[9]) / (n - 10)
+        left = self.minutes * 60 - (self.stage_seconds[-1] - self.stage_seconds[0])
+        self.total = max(self.step + 1, self.step + int(left / per_step))
+
+    def log(self, info: dict, t0: float) -> None:
+        rate = self.step / max(1e-6, time.perf_counter() - t0)
+        eta = (self.total - self.step) / max(rate, 1e-6)
+        parts = " ".join(f"{k} {v:.4f}" for k, v in info.items())
+        print(f"stage {self.stage} step {self.step}/{self.total} lr {self.lr_at(self.step - 1):.2e} {parts} "
+              f"| {rate:.2f} step/s eta {eta / 60:.1f} min | train {self.seconds / 60:.1f} min",
+              file=sys.stderr, flush=True)
+        self.history.append({"stage": self.stage, "step": self.step, **{k: round(v, 5) for k, v in info.items()}})
+
+    def evaluate(self) -> list[dict]:
+        """Held-out photos, each degradation at mid strength, restored by the EMA model."""
+        cases = make_cases(held_out_photos())
+        rows = summarize(evaluate_cases(cases, lambda imgs: restore_with_torch(self.ema, imgs)))
+        print(format_summary(rows), file=sys.stderr, flush=True)
+        return rows
+
+    # ----- persistence
+    def metadata(self) -> dict:
+        return {"trained_by": "mmfir.models.train", "train_photos": list(TRAIN_PHOTOS),
+                "held_out_photos": list(HELD_OUT_PHOTOS), "stage": self.stage, "step": self.step,
+                "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(self.args).items()},
+                "train_clip": self.train_clip, "train_minutes": round(self.seconds / 60, 2),
+                "history": self.history[-400:]}
+
+    def save(self) -> None:
+        save_checkpoint(self.ema, self.args.out, metadata=self.metadata(),
+                        dtype=torch.float16 if self.args.fp16 else None)
+        state = {"stage": self.stage, "step": self.step, "total": self.total, "seconds": self.seconds,
+                 "history": self.history, "model": self.model.state_dict(), "ema": self.ema.state_dict(),
+                 "opt": self.opt.state_dict(),
+                 "rng": self.sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.state_path)
+        print(f"saved {self.args.out} (stage {self.stage} step {self.step})", file=sys.stderr, flush=True)
+
+    def _load_state(self) -> None:
+        if not self.state_path.is_file():
+            raise MmfirError(f"--resume: no training state at {self.state_path}")
+        state = torch.load(self.state_path, weights_only=False)
+        self.stage, self.step, self.seconds = state["stage"], state["step"], state["seconds"]
+        self.history = state["history"]
+        self.model.load_state_dict(state["model"])
+        self._setup_stage()  # step > 0 in stage 1: no text warm-up
+        self.total, self.minutes = state["total"], None
+        self.ema.load_state_dict(state["ema"])
+        self.opt.load_state_dict(state["opt"])
+        self.sampler.rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        print(f"resumed stage {self.stage} step {self.step}", file=sys.stderr, flush=True)
+
+
+def text_parameters(clip: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The text tower's parameters of an open_clip CLIP (everything but the image tower and logit scale)."""
+    visual = {id(p) for p in clip.visual.parameters()} | {id(clip.logit_scale)}
+    return [p for p in clip.parameters() if id(p) not in visual]
+
+
+def text_spread_loss(text: torch.Tensor) -> torch.Tensor:
+    """Mean squared cosine between different prompts' text embeddings.
+
+    Random text towers map prompts that differ in one word to nearly the same embedding; with equal
+    class texts the contrastive loss has no gradient that separates those classes' images (a symmetric
+    saddle). Spreading them before stage 1 (text warm-up), then freezing them, breaks the tie.
+    """
+    t = torch.nn.functional.normalize(text, dim=-1)
+    cos = t @ t.T
+    off = cos - torch.diag_embed(torch.diagonal(cos))
+    return off.pow(2).sum() / (len(t) * (len(t) - 1))
+
+
+@torch.no_grad()
+def restore_with_torch(model: MMFIR, images: list[np.ndarray]) -> tuple[list[np.ndarray], list[str], list[float]]:
+    """Reference restoration of HxWx3 float images, one at a time (any size)."""
+    model.eval()
+    names = model.cfg.encoder.class_names
+    out, labels, confs = [], [], []
+    for img in images:
+        x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None]
+        res = model(x)
+        probs = res["degradation_logits"].softmax(-1)[0]
+        out.append(res["restored"][0].clamp(0, 1).permute(1, 2, 0).numpy())
+        labels.append(names[int(probs.argmax())])
+        confs.append(float(probs.max()))
+    return out, labels, confs
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        trainer = Trainer(args)
+        print(f"training {args.config}: stage 1 {args.stage1_steps} steps (train CLIP: {trainer.train_clip}), "
+              f"stage 2 {args.stage2_steps} steps -> {args.out}", file=sys.stderr, flush=True)
+        trainer.run()
+    except MmfirError as err:
+        print(f"train: error: {err}", file=sys.stderr)
+        return err.exit_code
+    print(json.dumps({"out": str(args.out), "train_minutes": round(trainer.seconds / 60, 2)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""`mmfir compare`: every backend's outputs against a reference (PyTorch FP32 by default), per contract.
+
+Each network gets identical feeds, so errors do not compound: the encoder runs on the CLIP-preprocessed
+photos, the restorer on each photo reflect-padded to its multiple with the *reference's* mmf tokens.
+Every output is checked by ``checks.check_outputs`` under the candidate precision's contract (max abs,
+cosine, PSNR, class agreement); SSIM of restored images is reported beside PSNR. With ``end_to_end``
+each candidate also runs its own encoder -> restorer chain, reported (not checked) against the reference.
+
+Polygraphy's Comparator was considered and not used: it compares element-wise (atol/rtol) or top-k
+indices, while the contract here is cosine for embeddings, PSNR for images and argmax agreement over a
+batch; and it feeds every runner the same data-loader feeds, while the restorer's feeds here come from
+the reference's encoder. ``checks.check_outputs`` (shared with export validation) is the one comparison.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .backends.base import Backend, backend_status, create_backend
+from .checks import Check, check_outputs
+from .errors import BackendUnavailable, MmfirError
+from .image_io import DecodedImage
+from .preprocess import ClipPreprocess
+from .spec import ENCODER, RESTORER, OutputKind, Precision
+from .targets import Target
+from .tiling import pad_to_multiple
+
+END_TO_END = "end_to_end"
+DEFAULT_CANDIDATES = ("ort-cpu", "ort-cpu-fp16", "ov-cpu", "ov-cpu-bf16", "ort-cuda", "ort-cuda-fp16",
+                      "trt", "trt-fp16")
+
+
+@dataclass
+class Feeds:
+    """Identical inputs for every backend, and the reference's outputs on them."""
+
+    names: list[str]
+    encoder: dict[str, np.ndarray]
+    restorer: list[dict[str, np.ndarray]]          # one per image (sizes differ)
+    sizes: list[tuple[int, int]]                   # original (h, w) per image
+    ref_encoder: dict[str, np.ndarray] = field(default_factory=dict)
+    ref_restorer: list[dict[str, np.ndarray]] = field(default_factory=list)
+
+
+@dataclass
+class TargetResult:
+    target: Target
+    checks: list[Check] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and all(c.passed for c in self.checks)
+
+    def to_json(self) -> dict:
+        return {"backend": self.target.backend, "precision": self.target.precision.value, "passed": self.passed,
+                "error": self.error, "seconds": round(self.seconds, 3), "checks": [c.to_json() for c in self.checks]}
+
+
+@dataclass
+class CompareReport:
+    reference: Target
+    images: list[str]
+    results: list[TargetResult] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)   # target label -> why (default list only)
+
+    @property
+    def reference_is_torch(self) -> bool:
+        return self.reference.backend == "torch"
+
+    def failures(self) -> list[str]:
+        """One line per failed check or failed backend."""
+        out = [f"{r.target.label}: {r.error}" for r in self.results if r.error]
+        out += [str(c) for r in self.results for c in r.checks if not c.passed]
+        return out
+
+    def to_json(self) -> dict:
+        return {"reference": self.reference.label, "reference_is_torch": self.reference_is_torch,
+                "images": self.images, "passed": not self.failures(), "failures": self.failures(),
+                "skipped": self.skipped, "results": [r.to_json() for r in self.results]}
+
+
+def make_backend(target: Target, bundle, threads: int | None = None, options: dict | None = None) -> Backend:
+    return create_backend(target.backend, bundle, target.precision, threads, **dict(options or {}))
+
+
+def build_feeds(bundle, images: dict[str, DecodedImage]) -> Feeds:
+    """Encoder feed (all photos, one batch) and one padded restorer feed per photo (mmf filled later)."""
+    pre = ClipPreprocess.from_bundle(bundle)
+    multiple = bundle.specs[RESTORER].multiple
+    clip = np.stack([pre(im) for im in images.values()])
+    restorer = [{"image": pad_to_multiple(np.moveaxis(im.to_float(), 2, 0)[None], multiple)} for im in images.values()]
+    return Feeds(list(images), {"image": clip}, restorer, [(im.height, im.width) for im in images.values()])
+
+
+def run_reference(reference: Backend, feeds: Feeds) -> Feeds:
+    """Fill the reference's outputs and give every restorer feed the reference's mmf tokens."""
+    feeds.ref_encoder = reference.run(ENCODER, feeds.encoder)
+    for i, feed in enumerate(feeds.restorer):
+        feed["mmf"] = feeds.ref_encoder["mmf"][i:i + 1]
+    feeds.ref_restorer = [reference.run(RESTORER, feed) for feed in feeds.restorer]
+    return feeds
+
+
+def ssim_check(network: str, output: str, reference: np.ndarray, candidate: np.ndarray, pair: str) -> Check | None:
+    """SSIM of two [1, 3, H, W] images (reported, not a contract bound); None without runtime.metrics."""
+    try:
+        from .metrics import ssim
+    except ImportError:
+        return None
+    hwc = [np.clip(np.moveaxis(x[0], 0, 2), 0, 1) for x in (reference, candidate)]
+    return Check(network, output, "ssim", ssim(*hwc), None, True, True, pair)
+
+
+def restorer_checks(spec, reference: dict, candidate: dict, precision: Precision, pair: str,
+                    network: str = RESTORER, bounded: bool = True) -> list[Check]:
+    checks = check_outputs(spec, reference, candidate, precision, pair=pair)
+    if not bounded:  # end to end: reported only (errors of both networks compound)
+        checks = [Check(network, c.output, c.metric, c.value, None, True, c.higher_is_better, pair) for c in checks]
+    for out in spec.outputs:
+        if out.kind == OutputKind.IMAGE and reference[out.name].shape == candidate[out.name].shape:
+            extra = ssim_check(network, out.name, reference[out.name], candidate[out.name], pair)
+            checks += [extra] if extra else []
+    return checks
+
+
+def compare_backend(backend: Backend, feeds: Feeds, reference: Target, end_to_end: bool = False) -> list[Check]:
+    """All checks of one backend against the reference outputs in ``feeds``."""
+    specs, precision = backend.specs, backend.precision
+    pair = f"{backend.label} vs {reference.label}"
+    encoded = backend.run(ENCODER, feeds.encoder)
+    checks = check_outputs(specs[ENCODER], feeds.ref_encoder, encoded, precision,
+                           pair=f"{pair} @ {len(feeds.names)} photos")
+    for name, feed, ref in zip(feeds.names, feeds.restorer, feeds.ref_restorer):
+        checks += restorer_checks(specs[RESTORER], ref, backend.run(RESTORER, feed), precision, f"{pair} @ {name}")
+    if end_to_end:
+        for i, (name, feed, ref) in enumerate(zip(feeds.names, feeds.restorer, feeds.ref_restorer)):
+            own = backend.run(RESTORER, {"image": feed["image"], "mmf": encoded["mmf"][i:i + 1]})
+            checks += restorer_checks(specs[RESTORER], ref, own, precision, f"{pair} @ {name}", END_TO_END, False)
+    return checks
+
+
+def candidate_targets(requested: list[Target] | None, reference: Target) -> tuple[list[Target], dict[str, str]]:
+    """The targets to compare: the requested ones, or the available defaults (with why others were skipped)."""
+    from .targets import parse_target
+
+    if requested:
+        return [t for t in requested if t != reference], {}
+    chosen, skipped = [], {}
+    for target in map(parse_target, DEFAULT_CANDIDATES):
+        ok, why = target_status(target)
+        if ok and target != reference:
+            chosen.append(target)
+        elif not ok:
+            skipped[target.label] = why
+    return chosen, skipped
+
+
+def target_status(target: Target) -> tuple[bool, str]:
+    """(runnable here, why not): backend available and, for BF16 on OpenVINO, the CPU supports it."""
+    ok, why = backend_status(target.backend)
+    if ok and target.backend == "ov-cpu" and target.precision == Precision.BF16:
+        from .backends.ov import cpu_supports_bf16
+
+        ok, why = cpu_supports_bf16(), "this CPU reports no BF16 support"
+    return ok, why
+
+
+def open_reference(reference: Target, bundle, threads, options: dict) -> Backend:
+    ok, why = backend_status(reference.backend)
+    if not ok:
+        hint = "; compare against another backend instead, e.g. --reference ort-cpu"
+        hint = hint if reference.backend == "torch" else ""
+        raise BackendUnavailable(f"reference backend {reference.backend} is not available: {why}{hint}")
+    return make_backend(reference, bundle, threads, options.get(reference.backend))
+
+
+def compare(bundle, images: dict[str, DecodedImage], targets: list[Target] | None = None,
+            reference: Target = Target("torch"), end_to_end: bool = False, threads: int | None = None,
+            options: dict[str, dict] | None = None, progress=None) -> CompareReport:
+    """Run ``targets`` (default: every available backend) against ``reference`` on ``images``."""
+    options = options or {}
+    candidates, skipped = candidate_targets(targets, reference)
+    report = CompareReport(reference, list(images), skipped=skipped)
+    with open_reference(reference, bundle, threads, options) as ref:
+        feeds = run_reference(ref, build_feeds(bundle, images))
+    for target in candidates:
+        report.results.append(compare_target(target, bundle, feeds, reference, end_to_end, threads, options))
+        if progress:
+            progress.step(target.label)
+    return report
+
+
+def compare_target(target: Target, bundle, feeds: Feeds, reference: Target, end_to_end: bool,
+                   threads, options: dict) -> TargetResult:
+    """One target's result; a backend that cannot run is a failed result (named), not an exception."""
+    start = time.perf_counter()
+    result = TargetResult(target)
+    try:
+        with make_backend(target, bundle, threads, options.get(target.backend)) as backend:
+            result.checks = compare_backend(backend, feeds, reference, end_to_end)
+    except MmfirError as err:
+        result.error = str(err)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+# --- the table --------------------------------------------------------------------------------------
+COLUMNS = ("max_abs", "mean_abs", "cosine", "psnr_db", "ssim", "class_agreement")
+
+
+def worst(checks: list[Check]) -> Check:
+    """The check with the worst value of a group (lowest for higher-is-better metrics)."""
+    key = (lambda c: c.value) if checks[0].higher_is_better else (lambda c: -c.value)
+    return min(checks, key=key)
+
+
+def table_rows(report: CompareReport) -> list[list[str]]:
+    """Rows of (backend, output, worst value per metric..., result) over all photos."""
+    rows = []
+    for result in report.results:
+        if result.error:
+            rows.append([result.target.label, "-"] + ["-"] * len(COLUMNS) + [f"ERROR: {result.error}"])
+            continue
+        groups: dict[tuple[str, str], dict[str, list[Check]]] = {}
+        for c in result.checks:
+            groups.setdefault((c.network, c.output), {}).setdefault(c.metric, []).append(c)
+        for (network, output), metrics in groups.items():
+            cells = [format_value(worst(metrics[m])) if m in metrics else "-" for m in COLUMNS]
+            bad = [f"{m}" for m, cs in metrics.items() if not all(c.passed for c in cs)]
+            verdict = "info" if network == END_TO_END else ("FAIL " + ",".join(bad) if bad else "pass")
+            rows.append([result.target.label, f"{network}.{output}"] + cells + [verdict])
+    return rows
+
+
+def format_value(check: Check) -> str:
+    v = check.value
+    if math.isinf(v):
+        return "inf"
+    if check.metric in ("cosine", "ssim"):
+        return f"{v:.6f}"
+    return f"{v:.2f}" if check.metric == "psnr_db" else f"{v:.3g}"
+
+
+def format_table(report: CompareReport) -> str:
+    header = ["backend", "output"] + list(COLUMNS) + ["result"]
+    rows = [header] + table_rows(report)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[-1] for r in rows]
+    ref = report.reference.label
+    note = (f"reference: {ref} (PyTorch FP32)" if report.reference_is_torch else
+            f"reference: {ref} (NOT PyTorch: torch unavailable or not chosen; contracts checked against {ref})")
+    lines.insert(0, f"{note}; photos: {', '.join(report.images)}; worst value over photos per cell")
+    lines += [f"skipped {k}: {v}" for k, v in report.skipped.items()]
+    return "\n".join(lines)

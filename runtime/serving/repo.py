@@ -1,0 +1,242 @@
+"""A Triton model repository from a bundle: configs generated from the network specs.
+
+    REPO/
+      preprocess/   python: UINT8 H x W x 3 image -> CLIP input, padded [0, 1] image, original size
+      encoder/      python (mmfir runtime) | onnxruntime (model.onnx) | tensorrt (model.plan)
+      restorer/     same, on the padded image and the encoder's mmf tokens
+      postprocess/  python: crop to the original size, softmax, class label
+      mmfir/        ensemble: image in; restored image, degradation class and probabilities out
+
+The pre- and postprocess models are python models in every variant: they are the runtime's own numpy
+code (runtime/preprocess.py, runtime/tiling.py), so a served image equals an in-process restore.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..bundle import Bundle
+from ..errors import BundleError, MmfirError
+from ..spec import ENCODER, RESTORER, NetworkSpec, Precision, TensorSpec
+from .pbtxt import Enum, render
+
+BACKENDS = ("python", "onnxruntime", "tensorrt")
+ENSEMBLE, PREPROCESS, POSTPROCESS = "mmfir", "preprocess", "postprocess"
+TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int32": "TYPE_INT32", "int64": "TYPE_INT64",
+                "uint8": "TYPE_UINT8", "bytes": "TYPE_STRING"}
+# The ensemble's interface (what clients send and receive).
+IMAGE, RESTORED, CLASS, PROBS = "image", "restored", "degradation_class", "degradation_probs"
+MODEL_PY = '''"""Triton python-backend model `{name}` of mmfir (written by `mmfir serve-repo`)."""
+from mmfir.runtime.serving.python_models import {cls} as TritonPythonModel  # noqa: F401
+'''
+
+
+@dataclass(frozen=True)
+class RepoOptions:
+    backend: str = "python"
+    instances: int = 1
+    max_batch: int = 4
+    kind: str | None = None           # cpu | gpu; default gpu for tensorrt, cpu otherwise
+    precision: Precision = Precision.FP32
+    threads: int | None = None        # onnxruntime threads per instance (python backend)
+    max_side: int | None = None       # refuse larger images; default: the restorer profile's largest tile
+    queue_delay_us: int = 2000        # dynamic batcher's wait for more requests
+
+    def checked(self) -> "RepoOptions":
+        if self.backend not in BACKENDS:
+            raise MmfirError(f"unknown serving backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+        if self.kind not in (None, "cpu", "gpu"):
+            raise MmfirError(f"unknown instance kind {self.kind!r}; choose cpu or gpu")
+        if self.backend == "tensorrt" and self.kind == "cpu":
+            raise MmfirError("the tensorrt backend runs on GPUs only; drop --kind cpu")
+        for name in ("instances", "max_batch"):
+            if getattr(self, name) < 1:
+                raise MmfirError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+        return self
+
+    @property
+    def instance_kind(self) -> str:
+        return self.kind or ("gpu" if self.backend == "tensorrt" else "cpu")
+
+
+def is_batched(spec: NetworkSpec) -> bool:
+    """Triton batching needs every input and output to lead with the batch axis."""
+    return all(t.shape and t.shape[0] == "batch" for t in spec.inputs + spec.outputs)
+
+
+def tensor(name: str, dtype: str, dims) -> dict:
+    return {"name": name, "data_type": Enum(TRITON_TYPES[dtype]),
+            "dims": [d if isinstance(d, int) else -1 for d in dims]}
+
+
+def spec_tensor(t: TensorSpec, batched: bool) -> dict:
+    return tensor(t.name, t.dtype, t.shape[1:] if batched else t.shape)
+
+
+def parameters(values: dict) -> list[dict]:
+    return [{"key": k, "value": {"string_value": str(v)}} for k, v in values.items() if v is not None]
+
+
+def instance_group(options: RepoOptions, kind: str | None = None) -> list[dict]:
+    return [{"count": options.instances, "kind": Enum(f"KIND_{(kind or options.instance_kind).upper()}")}]
+
+
+def batching(options: RepoOptions) -> dict:
+    """max_batch_size and dynamic batching. Triton batches only requests whose shapes agree, so
+    variable-size images are batched when they share a size (the encoder's input always does)."""
+    return {"max_batch_size": options.max_batch,
+            "dynamic_batching": {"max_queue_delay_microseconds": options.queue_delay_us}}
+
+
+def max_batch_for(spec: NetworkSpec, options: RepoOptions) -> int:
+    """TensorRT engines accept at most their profile's largest batch."""
+    if options.backend != "tensorrt":
+        return options.max_batch
+    return min(options.max_batch, min(p[2][0] for p in spec.profile.values()))
+
+
+def network_config(spec: NetworkSpec, bundle: Bundle, options: RepoOptions) -> dict:
+    batched = is_batched(spec)
+    head: dict = {"name": spec.name}
+    if options.backend == "python":
+        head["backend"] = "python"
+    elif options.backend == "onnxruntime":
+        head.update(platform="onnxruntime_onnx", default_model_filename="model.onnx")
+    else:
+        head.update(platform="tensorrt_plan", default_model_filename="model.plan")
+    if batched:
+        head.update(batching(options), max_batch_size=max_batch_for(spec, options))
+    else:
+        head["max_batch_size"] = 0
+    head["input"] = [spec_tensor(t, batched) for t in spec.inputs]
+    head["output"] = [spec_tensor(t, batched) for t in spec.outputs]
+    head["instance_group"] = instance_group(options)
+    if options.backend == "python":
+        runtime_backend = "ort-cuda" if options.instance_kind == "gpu" else "ort-cpu"
+        head["parameters"] = parameters({"bundle": bundle.root.resolve(), "network": spec.name,
+                                         "precision": options.precision.value, "runtime_backend": runtime_backend,
+                                         "threads": options.threads})
+    return head
+
+
+def preprocess_config(specs: dict[str, NetworkSpec], bundle: Bundle, options: RepoOptions) -> dict:
+    enc, res = specs[ENCODER], specs[RESTORER]
+    max_side = options.max_side or res.profile["image"][2][-1]
+    return {"name": PREPROCESS, "backend": "python", **batching(options),
+            "input": [tensor(IMAGE, "uint8", (-1, -1, 3))],
+            "output": [tensor("clip_image", enc.inputs[0].dtype, enc.inputs[0].shape[1:]),
+                       tensor("padded", "float32", (3, -1, -1)), tensor("size", "int32", (2,))],
+            "instance_group": instance_group(options, "cpu"),
+            "parameters": parameters({"bundle": bundle.root.resolve(), "max_side": max_side})}
+
+
+def postprocess_config(specs: dict[str, NetworkSpec], bundle: Bundle, options: RepoOptions) -> dict:
+    logits = specs[ENCODER].output("degradation_logits")
+    return {"name": POSTPROCESS, "backend": "python", **batching(options),
+            "input": [tensor("padded_restored", "float32", (3, -1, -1)), tensor("size", "int32", (2,)),
+                      tensor("degradation_logits", logits.dtype, logits.shape[1:])],
+            "output": [tensor(RESTORED, "float32", (-1, -1, 3)), tensor(CLASS, "bytes", (1,)),
+                       tensor(PROBS, "float32", logits.shape[1:])],
+            "instance_group": instance_group(options, "cpu"),
+            "parameters": parameters({"bundle": bundle.root.resolve(), "class_names": json.dumps(bundle.class_names)})}
+
+
+def step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> dict:
+    """One ensemble step; maps are {model tensor: ensemble tensor}."""
+    return {"model_name": model, "model_version": -1,
+            "input_map": [{"key": k, "value": v} for k, v in inputs.items()],
+            "output_map": [{"key": k, "value": v} for k, v in outputs.items()]}
+
+
+def ensemble_config(specs: dict[str, NetworkSpec], options: RepoOptions) -> dict:
+    enc, res = specs[ENCODER], specs[RESTORER]
+    logits = enc.output("degradation_logits")
+    batch = min(max_batch_for(enc, options), max_batch_for(res, options))
+    return {"name": ENSEMBLE, "platform": "ensemble", "max_batch_size": batch,
+            "input": [tensor(IMAGE, "uint8", (-1, -1, 3))],
+            "output": [tensor(RESTORED, "float32", (-1, -1, 3)), tensor(CLASS, "bytes", (1,)),
+                       tensor(PROBS, "float32", logits.shape[1:])],
+            "ensemble_scheduling": {"step": [
+                step(PREPROCESS, {IMAGE: IMAGE}, {"clip_image": "clip_image", "padded": "padded", "size": "size"}),
+                step(ENCODER, {enc.inputs[0].name: "clip_image"},
+                     {"degradation_logits": "degradation_logits", "mmf": "mmf"}),
+                step(RESTORER, {"image": "padded", "mmf": "mmf"}, {res.outputs[0].name: "padded_restored"}),
+                step(POSTPROCESS, {"padded_restored": "padded_restored", "size": "size",
+                                   "degradation_logits": "degradation_logits"},
+                     {RESTORED: RESTORED, CLASS: CLASS, PROBS: PROBS}),
+            ]}}
+
+
+def model_configs(bundle: Bundle, options: RepoOptions) -> dict[str, dict]:
+    """Every model's config, keyed by model name (ensemble batch sizes fitted to the networks')."""
+    specs = bundle.specs
+    configs = {PREPROCESS: preprocess_config(specs, bundle, options),
+               ENCODER: network_config(specs[ENCODER], bundle, options),
+               RESTORER: network_config(specs[RESTORER], bundle, options),
+               POSTPROCESS: postprocess_config(specs, bundle, options),
+               ENSEMBLE: ensemble_config(specs, options)}
+    batch = configs[ENSEMBLE]["max_batch_size"]
+    for name in (PREPROCESS, POSTPROCESS):
+        configs[name]["max_batch_size"] = batch
+    return configs
+
+
+PYTHON_CLASSES = {PREPROCESS: "PreprocessModel", POSTPROCESS: "PostprocessModel",
+                  ENCODER: "NetworkModel", RESTORER: "NetworkModel"}
+
+
+def write_model(folder: Path, name: str, config: dict, bundle: Bundle, options: RepoOptions) -> str | None:
+    """config.pbtxt and the version folder's model file; returns a note when something is left to do."""
+    version = folder / name / "1"
+    version.mkdir(parents=True)
+    header = f"# Triton model `{name}`, written by `mmfir serve-repo` for the bundle {bundle.root.resolve()}\n"
+    (folder / name / "config.pbtxt").write_text(header + render(config))
+    if name == ENSEMBLE:
+        return None
+    if config.get("backend") == "python":
+        (version / "model.py").write_text(MODEL_PY.format(name=name, cls=PYTHON_CLASSES[name]))
+        return None
+    if options.backend == "onnxruntime":
+        shutil.copyfile(bundle.onnx_path(name, options.precision), version / "model.onnx")
+        return None
+    return copy_plan(bundle, name, options.precision, version / "model.plan")
+
+
+def copy_plan(bundle: Bundle, network: str, precision: Precision, target: Path) -> str | None:
+    """The bundle's TensorRT plan for the network, when one was built; else what to do."""
+    from ..engine_cache import engine_record
+
+    record = engine_record(bundle, network, precision)
+    plan = bundle.engines_dir / Path(record["file"]).name if record else None
+    if plan is None or not plan.is_file():
+        return (f"{network}: no {precision.value} TensorRT plan in {bundle.engines_dir}; build one with `mmfir build` "
+                f"on the serving GPU (same TensorRT version as the Triton container) and copy it to "
+                f"{network}/1/model.plan in the repository")
+    shutil.copyfile(plan, target)
+    return None
+
+
+def write_repository(bundle: Bundle | str | Path, out: str | Path, options: RepoOptions = RepoOptions(),
+                     force: bool = False) -> tuple[Path, list[str]]:
+    """Write the model repository at ``out`` (staged, then renamed); returns (path, notes)."""
+    bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
+    options, out = options.checked(), Path(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise MmfirError(f"{out} exists and is not empty; pass --force to replace it")
+    if options.precision not in bundle.precisions():
+        raise BundleError(f"bundle {bundle.root} has no {options.precision.value} graphs; choose another --precision")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        notes = [n for name, cfg in model_configs(bundle, options).items()
+                 if (n := write_model(staging, name, cfg, bundle, options))]
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out, notes

@@ -4,7 +4,8 @@
         python benchmarks/ort_options.py BUNDLE --size 512 --iters 5 --json benchmarks/results/ort_options.json
 
 Each variant changes one thing from the baseline (ORT_ENABLE_ALL, intra-op threads = cores, spinning on,
-sequential execution, memory pattern on). Times are p50 ms; ratios are baseline / variant (> 1 = faster).
+sequential execution, memory pattern on) and runs alternately with the baseline session, so slow drift of a
+shared machine cancels. Times are medians in ms; ratios are baseline / variant (> 1 = faster).
 """
 from __future__ import annotations
 
@@ -50,15 +51,18 @@ def session(path: Path, variant: dict, cores: int):
                                 disabled_optimizers=variant.get("disabled", []))
 
 
-def p50_ms(sess, feeds: dict, warmup: int, iters: int) -> float:
+def paired_ms(base, sess, feeds: dict, warmup: int, iters: int) -> tuple[float, float]:
+    """Median ms of the baseline and the variant session, run alternately (drift on a shared machine cancels)."""
     for _ in range(warmup):
+        base.run(None, feeds)
         sess.run(None, feeds)
-    times = []
+    times: dict[int, list[float]] = {0: [], 1: []}
     for _ in range(iters):
-        start = time.perf_counter()
-        sess.run(None, feeds)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1e3)
+        for i, s in enumerate((base, sess)):
+            start = time.perf_counter()
+            s.run(None, feeds)
+            times[i].append(time.perf_counter() - start)
+    return float(np.median(times[0]) * 1e3), float(np.median(times[1]) * 1e3)
 
 
 def feeds_for(bundle, size: int) -> dict:
@@ -87,16 +91,21 @@ def main() -> int:
     bundle = Bundle.open(args.bundle)
     feeds, cores = feeds_for(bundle, args.size), usable_cores()
     results = {}
-    for name, variant in VARIANTS.items():
-        results[name] = {net: p50_ms(session(bundle.onnx_path(net), variant, cores), feeds[net],
-                                     args.warmup, args.iters) for net in feeds}
-        print(f"... {name}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in results[name].items()), file=sys.stderr)
-    base = results["baseline (all)"]
+    base = {net: session(bundle.onnx_path(net), VARIANTS["baseline (all)"], cores) for net in feeds}
+    for name, variant in list(VARIANTS.items())[1:]:
+        results[name] = {}
+        for net in feeds:
+            pair = paired_ms(base[net], session(bundle.onnx_path(net), variant, cores), feeds[net],
+                             args.warmup, args.iters)
+            results[name][net] = {"baseline_ms": pair[0], "variant_ms": pair[1], "ratio": pair[0] / pair[1]}
+        print(f"... {name}: " + ", ".join(f"{k} {v['variant_ms']:.1f} ms (x{v['ratio']:.2f})"
+                                          for k, v in results[name].items()), file=sys.stderr)
     print(f"| option ({bundle.config.get('name')}, restorer {args.size}²) | encoder ms | x | restorer ms | x |")
     print("|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['encoder']:.1f} | {base['encoder'] / r['encoder']:.2f} | {r['restorer']:.1f} | "
-              f"{base['restorer'] / r['restorer']:.2f} |")
+        e, d = r["encoder"], r["restorer"]
+        print(f"| {name} | {e['variant_ms']:.1f} (base {e['baseline_ms']:.1f}) | {e['ratio']:.2f} "
+              f"| {d['variant_ms']:.1f} (base {d['baseline_ms']:.1f}) | {d['ratio']:.2f} |")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"machine": record(), "size": args.size, "results": results},
                                                   indent=2) + "\n")

@@ -37,6 +37,7 @@ def save_checkpoint(model: MMFIR, path: str | Path, metadata: dict | None = None
     os.close(fd)
     try:
         save_file(state, tmp, metadata=meta)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -27,9 +27,11 @@ class PhotoSampler:
     """Random crops of the training photos, flipped, degraded with a random class and strength."""
 
     def __init__(self, class_names, crop: int = 128, seed: int = 0, photos: dict[str, str] | None = None,
-                 margin: int = 16, min_strength: float = 0.1):
+                 margin: int = 16, min_strength: float = 0.1, class_weights: dict[str, float] | None = None):
         photos = photos or TRAIN_PHOTOS
         self.class_names = list(class_names)
+        weights = np.array([(class_weights or {}).get(n, 1.0) for n in self.class_names], dtype=np.float64)
+        self.class_probs = weights / weights.sum()
         self.crop, self.margin, self.min_strength = crop, margin, min_strength
         self.rng = np.random.default_rng(seed)
         self.captions = sorted(set(photos.values()))
@@ -49,7 +51,7 @@ class PhotoSampler:
             patch = patch[:, ::-1]
         if rng.random() < 0.5:
             patch = patch[::-1]
-        label = int(rng.integers(len(self.class_names)))
+        label = int(rng.choice(len(self.class_names), p=self.class_probs))
         strength = float(rng.uniform(self.min_strength, 1.0))
         bad = degrade(np.ascontiguousarray(patch), self.class_names[label], strength, rng)
         # crop after degrading: borders stay realistic and the JPEG grid lands at any offset

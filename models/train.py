@@ -49,6 +49,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch1", type=int, default=16, help="stage 1 batch size")
     p.add_argument("--batch2", type=int, default=8, help="stage 2 batch size")
     p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--class-weights", type=parse_weights, default=None, metavar="NAME=W,...",
+                   help="sampling weight per degradation class (default 1 each), e.g. blurry=3,jpeg-compressed=2")
     p.add_argument("--lr1", type=float, default=5e-4)
     p.add_argument("--lr2", type=float, default=1e-3)
     p.add_argument("--content-weight", type=float, default=0.5)
@@ -64,6 +66,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def parse_weights(text: str) -> dict[str, float]:
+    try:
+        pairs = [item.split("=") for item in text.split(",") if item]
+        return {name.strip(): float(w) for name, w in pairs}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=WEIGHT,... got {text!r}") from None
+
+
 class Trainer:
     def __init__(self, args: argparse.Namespace):
         self.args = args
@@ -75,7 +85,11 @@ class Trainer:
         if args.init:
             self.model.load_state_dict(load_checkpoint(args.init)[0].state_dict())
         self.train_clip = args.train_clip if args.train_clip is not None else args.clip_weights is None
-        self.sampler = PhotoSampler(self.model.cfg.encoder.class_names, args.crop, args.seed)
+        names = self.model.cfg.encoder.class_names
+        unknown = sorted(set(args.class_weights or {}) - set(names))
+        if unknown:
+            raise MmfirError(f"--class-weights: unknown class {unknown[0]} (classes: {', '.join(names)})")
+        self.sampler = PhotoSampler(names, args.crop, args.seed, class_weights=args.class_weights)
         self.caption_tokens = self.model.encoder.tokenize(self.sampler.captions)
         self.stage, self.step, self.seconds = 1, 0, 0.0
         self.state_path = args.out.with_name(args.out.name + ".train.pt")
@@ -158,10 +172,12 @@ class Trainer:
             mmf = self.model.encoder(self.model.clip_input(x))["mmf"]
         restored = self.model.restorer(x, mmf)
         loss = restoration_loss(restored, clean)
-        with torch.no_grad():
-            mse = (restored.clamp(0, 1) - clean).pow(2).flatten(1).mean(1)
-            gain = 10 * torch.log10((x - clean).pow(2).flatten(1).mean(1).clamp_min(1e-10) / mse.clamp_min(1e-10))
-        return loss, {"psnr_gain": gain.mean().item()}
+        with torch.no_grad():  # PSNR gain over the degraded samples (clean ones have no input error)
+            mse_out = (restored.clamp(0, 1) - clean).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+            mse_in = (x - clean).pow(2).flatten(1).mean(1)
+            bad = mse_in > 1e-8
+            gain = 10 * torch.log10(mse_in[bad] / mse_out[bad]).mean() if bad.any() else torch.zeros(())
+        return loss, {"psnr_gain": gain.item()}
 
     def train_step(self) -> dict:
         for group in self.opt.param_groups:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-HEADER = ("backend", "network", "size", "batch", "p50 ms", "p95 ms", "img/s", "x torch", "GFLOP/s", "% peak",
-          "peak RSS MB")
+HEADER = ("backend", "network", "size", "batch", "p50 ms", "p95 ms", "min ms", "img/s", "x torch", "x torch (min)",
+          "GFLOP/s", "% peak", "peak RSS MB")
 
 
 def _fmt(value, pattern: str) -> str:
@@ -15,7 +15,8 @@ def row_cells(row: dict, backends: dict) -> list[str]:
     label = f"{row['backend']}/{row['precision']}"
     rss = (backends.get(label) or {}).get("peak_rss_mb")
     return [label, row["network"], str(row["size"]), str(row["batch"]), _fmt(row["p50_ms"], ".1f"),
-            _fmt(row["p95_ms"], ".1f"), _fmt(row["throughput_ips"], ".2f"), _fmt(row.get("speedup_vs_torch"), ".2f"),
+            _fmt(row["p95_ms"], ".1f"), _fmt(row.get("min_ms"), ".1f"), _fmt(row["throughput_ips"], ".2f"),
+            _fmt(row.get("speedup_vs_torch"), ".2f"), _fmt(row.get("speedup_vs_torch_min"), ".2f"),
             _fmt(row.get("gflops_per_s"), ".1f"), _fmt(row["peak_fraction"] and 100 * row["peak_fraction"], ".0f"),
             _fmt(rss, ".0f")]
 

@@ -9,9 +9,9 @@ from conftest import requires_torch
 
 pytestmark = requires_torch
 
-# measured on the held-out photos at mid strength (see README); bounds leave a margin below
-MIN_MEAN_GAIN_DB = 2.5
-MIN_ACCURACY = 0.8
+# measured on the held-out photos at mid strength: +4.0 dB mean, 94% accuracy (ORT CPU FP32)
+MIN_MEAN_GAIN_DB = 3.0
+MIN_ACCURACY = 0.85
 
 
 @pytest.fixture(scope="module")

@@ -227,6 +227,8 @@ def run_validation(model, specs, folder: Path, precisions: list[Precision], prog
         for name in NETWORKS:
             step_log(f"validating {name} {p.value}: onnxruntime CPU vs PyTorch FP32 on photos", progress)
             checks += compare_network(model, specs[name], folder / specs[name].onnx_file(p), p, feeds[name])
+    bf16_checks, bf16_note = bf16_validation(model, specs, folder, feeds, progress)
+    checks += bf16_checks
     failed = [c for c in checks if not c.passed]
     bounded = [c for c in checks if c.bound is not None]
     summary = (f"all {len(bounded)} checks passed" if not failed else
@@ -235,7 +237,25 @@ def run_validation(model, specs, folder: Path, precisions: list[Precision], prog
     return {"passed": not failed, "summary": summary, "checks": [c.to_json() for c in checks],
             "shapes": {n: [{k: list(v.shape) for k, v in f.items()} for f in feeds[n]] for n in NETWORKS},
             "ort_graph_optimization": {p.value: ort_optimization_level(p) for p in precisions},
+            "bf16": bf16_note,
             "reference": "torch/fp32 on scikit-image photos (astronaut, coffee, chelsea)"}
+
+
+def bf16_validation(model, specs, folder: Path, feeds: dict, progress: bool) -> tuple[list, str]:
+    """OpenVINO BF16 on the FP32 graphs vs PyTorch FP32 (BF16 contract), where OpenVINO and BF16 exist."""
+    from mmfir.runtime.backends.ov import OpenVinoBackend, check_onnx_file, cpu_supports_bf16
+
+    from .validate import torch_outputs
+
+    ok, why = OpenVinoBackend.available()
+    if not ok or not cpu_supports_bf16():
+        return [], f"not checked: {why or 'this CPU has no BF16'}"
+    checks = []
+    for name in NETWORKS:
+        step_log(f"validating {name} bf16: OpenVINO CPU vs PyTorch FP32 on photos", progress)
+        checks += check_onnx_file(folder / specs[name].onnx_file(), specs[name], feeds[name],
+                                  lambda f, spec=specs[name]: torch_outputs(model, spec, f))
+    return checks, "checked with OpenVINO (ov-cpu/bf16)"
 
 
 def failed_checks(manifest: dict):

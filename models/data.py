@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mmfir.runtime.degradations import degrade
+from mmfir.runtime.degradations import ALL_CLASSES, degrade
 from mmfir.runtime.photos import HELD_OUT_PHOTOS, TRAIN_PHOTOS, held_out_photos, load_photo
 
 __all__ = ["HELD_OUT_PHOTOS", "TRAIN_PHOTOS", "Batch", "PhotoSampler", "held_out_photos", "load_photo"]
@@ -30,7 +30,12 @@ class PhotoSampler:
                  margin: int = 16, min_strength: float = 0.1, class_weights: dict[str, float] | None = None):
         photos = photos or TRAIN_PHOTOS
         self.class_names = list(class_names)
-        weights = np.array([(class_weights or {}).get(n, 1.0) for n in self.class_names], dtype=np.float64)
+        # classes with no synthetic degradation here (e.g. DA-CLIP's "snowy") are never sampled
+        weights = np.array([(class_weights or {}).get(n, 1.0) if n in ALL_CLASSES else 0.0
+                            for n in self.class_names], dtype=np.float64)
+        if weights.sum() <= 0:
+            raise ValueError(f"none of the classes {self.class_names} has a synthetic degradation "
+                             f"(known: {', '.join(ALL_CLASSES)})")
         self.class_probs = weights / weights.sum()
         self.crop, self.margin, self.min_strength = crop, margin, min_strength
         self.rng = np.random.default_rng(seed)

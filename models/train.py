@@ -39,7 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--config", default="tiny", help="config name or JSON path")
     p.add_argument("--out", required=True, type=Path, help="checkpoint to write (.safetensors)")
     p.add_argument("--clip-weights", type=Path, help="local open_clip weights for the (then frozen) towers")
-    p.add_argument("--init", type=Path, help="start from this mmfir checkpoint's weights (fine-tune)")
+    p.add_argument("--init", type=Path, help="start from this mmfir checkpoint (its config and weights; fine-tune)")
     p.add_argument("--train-clip", action=argparse.BooleanOptionalAction, default=None,
                    help="train the CLIP towers in stage 1 (default: on without --clip-weights)")
     p.add_argument("--stage1-steps", type=int, default=500)
@@ -79,11 +79,10 @@ class Trainer:
         self.args = args
         torch.set_num_threads(args.threads)
         torch.manual_seed(args.seed)
-        self.model = build_model(args.config, seed=args.seed)
+        # --init: the checkpoint's own config and weights (e.g. a converted DA-CLIP model), else --config
+        self.model = load_checkpoint(args.init)[0] if args.init else build_model(args.config, seed=args.seed)
         if args.clip_weights:
             load_clip_weights(self.model, args.clip_weights)
-        if args.init:
-            self.model.load_state_dict(load_checkpoint(args.init)[0].state_dict())
         self.train_clip = args.train_clip if args.train_clip is not None else args.clip_weights is None
         names = self.model.cfg.encoder.class_names
         unknown = sorted(set(args.class_weights or {}) - set(names))

@@ -134,7 +134,10 @@ DEGRADATIONS: dict[str, Degradation] = {
     "hazy": haze,
     "rainy": rain,
 }
-ALL_CLASSES: dict[str, Degradation] = {"clean": identity, **DEGRADATIONS}
+# other vocabularies' names for the same synthetic degradations (DA-CLIP's classes, see `mmfir import`)
+ALIASES = {"motion-blurry": "blurry"}
+ALL_CLASSES: dict[str, Degradation] = {"clean": identity, **DEGRADATIONS,
+                                       **{alias: DEGRADATIONS[name] for alias, name in ALIASES.items()}}
 
 
 def degrade(image: np.ndarray, name: str, strength: float, rng: np.random.Generator) -> np.ndarray:

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mmfir.runtime.backends import backend_status, create_backend
-from mmfir.runtime.backends.auto import PREFERENCE, resolve_auto
+from mmfir.runtime.backends.auto import PREFERENCE, first_available, resolve_auto
 from mmfir.runtime.backends.ort import OrtCudaBackend, provider_status
 from mmfir.runtime.bundle import Bundle
 from mmfir.runtime.errors import BackendUnavailable, BundleError
@@ -78,12 +79,22 @@ def test_dropped_provider_is_an_error_not_a_fallback(bundle):
         backend.run(ENCODER, encoder_feeds(bundle))
 
 
-def test_auto_picks_an_available_backend_and_says_why(bundle):
-    name, reason = resolve_auto(bundle, Precision.FP32)
+def test_first_available_follows_preference():
+    name, reason = first_available(Precision.FP32)
     assert name in PREFERENCE and backend_status(name)[0]
     assert name in reason
     better = PREFERENCE[:PREFERENCE.index(name)]
     assert not any(backend_status(n)[0] for n in better)
+
+
+def test_auto_measures_once_then_uses_the_cache(bundle, tmp_path):
+    copy = Path(shutil.copytree(bundle.root, tmp_path / "bundle"))
+    measured = Bundle.open(copy)
+    name, reason = resolve_auto(measured, Precision.FP32, threads=1)
+    assert backend_status(name)[0] and name in reason and "measured now" in reason
+    assert (copy / "autotune.json").is_file()
+    again, reason = resolve_auto(Bundle.open(copy), Precision.FP32, threads=1)
+    assert again == name and "cached" in reason
 
 
 @pytest.mark.ort_gpu

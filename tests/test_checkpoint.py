@@ -82,7 +82,8 @@ def test_local_clip_weights(tmp_path):
     torch.save(donor.state_dict(), path)
     model = build_model("tiny", seed=2)
     load_clip_weights(model, path)
-    x = torch.randn(1, 3, 128, 128)
+    s = model.cfg.encoder.vision.image_size
+    x = torch.randn(1, 3, s, s)
     with torch.no_grad():
         out = model.encoder(x)
         assert torch.allclose(out["content"], donor.encode_image(x), atol=1e-5)

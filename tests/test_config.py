@@ -53,7 +53,8 @@ def test_specs_follow_config():
     cfg = load_config("tiny")
     specs = network_specs(cfg.to_dict())
     enc, res = specs["encoder"], specs["restorer"]
-    assert enc.input("image").shape == ("batch", 3, 128, 128)
+    s = cfg.encoder.vision.image_size
+    assert enc.input("image").shape == ("batch", 3, s, s)
     assert enc.output("degradation_logits").shape == ("batch", len(cfg.encoder.class_names))
     assert res.multiple == cfg.multiple
     assert res.input("mmf").shape == ("batch", cfg.num_tokens, cfg.encoder.embed_dim)

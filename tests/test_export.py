@@ -78,8 +78,8 @@ def test_manifest_describes_the_bundle(tiny_bundle, tiny_model):
     assert m["networks"] == {k: s.to_json() for k, s in network_specs(tiny_model.cfg.to_dict()).items()}
     assert m["model"]["checkpoint"] is None and m["model"]["config"] == json.loads(tiny_model.cfg.to_json())
     assert m["class_names"] == list(tiny_model.cfg.encoder.class_names)
-    assert m["preprocess"]["mode"] == "crop" and m["preprocess"]["image_size"] == 128
-    assert m["onnxruntime"]["graph_optimization_level"] == {"fp32": "all", "fp16": "extended"}
+    assert m["preprocess"]["mode"] == "crop" and m["preprocess"]["image_size"] == tiny_model.cfg.encoder.vision.image_size
+    assert m["onnxruntime"]["graph_optimization_level"] == {"fp32": "extended", "fp16": "extended"}
     assert all(m["versions"][k] for k in ("torch", "onnx", "onnxruntime", "open_clip_torch"))
     assert bundle.precisions() == [Precision.FP32, Precision.FP16]
     assert not leftovers(tiny_bundle.parent)

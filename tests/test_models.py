@@ -42,7 +42,8 @@ def test_restorer_dynamic_size_and_padding(tiny_model):
 def test_zero_init_controller_equals_plain_clip(tiny_model):
     """Untrained controller: the controlled tower's content embedding is plain CLIP's."""
     enc = tiny_model.encoder
-    x = torch.randn(2, 3, 128, 128)
+    s = enc.cfg.vision.image_size
+    x = torch.randn(2, 3, s, s)
     with torch.no_grad():
         out = enc(x)
         plain = enc.clip.encode_image(x)
@@ -60,7 +61,8 @@ def test_zero_init_controller_equals_plain_clip(tiny_model):
 
 def test_tower_helpers_match_open_clip(tiny_model):
     visual = tiny_model.encoder.clip.visual
-    x = torch.randn(1, 3, 128, 128)
+    s = tiny_model.cfg.encoder.vision.image_size
+    x = torch.randn(1, 3, s, s)
     with torch.no_grad():
         mine = tower_head(visual, visual.transformer(tower_tokens(visual, x)))
         assert torch.allclose(mine, visual(x), atol=1e-6)
@@ -69,7 +71,8 @@ def test_tower_helpers_match_open_clip(tiny_model):
 def test_logits_are_scaled_cosines(tiny_model):
     enc = tiny_model.encoder
     with torch.no_grad():
-        out = enc(torch.randn(3, 3, 128, 128))
+        s = enc.cfg.vision.image_size
+        out = enc(torch.randn(3, 3, s, s))
         text = enc.class_text_features()
         d = torch.nn.functional.normalize(out["degradation"], dim=-1)
         t = torch.nn.functional.normalize(text, dim=-1)

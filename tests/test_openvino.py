@@ -136,3 +136,18 @@ def test_tiled_batched_pipeline_matches_ort(tiny_bundle, photos):
             results[name] = pipeline.restore([image])[0].restored
     assert results["ov-cpu"].shape == (100, 150, 3)
     assert np.max(np.abs(results["ov-cpu"] - results["ort-cpu"])) <= 1e-4
+
+
+def test_export_validation_checks_bf16(tiny_bundle):
+    """Export validation runs OpenVINO BF16 against torch FP32 under the BF16 contract where it can."""
+    from mmfir.runtime.backends.ov import cpu_supports_bf16
+    from mmfir.runtime.bundle import Bundle
+
+    validation = Bundle.open(tiny_bundle).manifest["validation"]
+    bf16 = [c for c in validation["checks"] if "ov-cpu/bf16" in c["pair"]]
+    if not cpu_supports_bf16():
+        assert validation["bf16"].startswith("not checked") and not bf16
+        return
+    assert {c["network"] for c in bf16} == {"encoder", "restorer"}
+    assert all(c["passed"] for c in bf16)
+    assert any(c["metric"] == "psnr_db" and c["bound"] == 40.0 for c in bf16)

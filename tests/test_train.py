@@ -98,3 +98,16 @@ def test_clip_weights_keep_the_towers_frozen(tmp_path):
     assert not any(p.requires_grad for p in trainer.model.encoder.clip.parameters())
     assert all(p.requires_grad for p in trainer.model.encoder.controller.parameters())
     trainer.train_step()
+
+
+def test_sampler_skips_classes_without_a_synthetic_degradation():
+    """DA-CLIP's vocabulary: its 'snowy', 'shadowed', ... are never sampled; 'motion-blurry' is blur."""
+    from mmfir.models.daclip import DACLIP_CLASSES
+    from mmfir.models.data import PhotoSampler
+
+    sampler = PhotoSampler(DACLIP_CLASSES, crop=32, seed=0, photos={"astronaut": "an astronaut"})
+    sampled = {DACLIP_CLASSES[sampler.sample()[2]] for _ in range(200)}
+    assert "motion-blurry" in sampled and "noisy" in sampled
+    assert not sampled & {"raindrop", "shadowed", "snowy", "uncompleted"}
+    with pytest.raises(ValueError, match="has a synthetic degradation"):
+        PhotoSampler(["snowy", "shadowed"], crop=32, photos={"astronaut": "an astronaut"})

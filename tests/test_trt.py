@@ -200,9 +200,14 @@ def test_mmf_batch_follows_the_image(bundle):
     assert profile["mmf"][0][1:] == bundle.specs[RESTORER].profile["mmf"][0][1:]
 
 
+def encoder_size(bundle) -> int:
+    return bundle.specs[ENCODER].input("image").shape[2]
+
+
 def test_single_shape_means_fixed(bundle):
-    profile = ec.profiles_from_options(bundle.specs, ["encoder:image=2x3x128x128"])[ENCODER]
-    assert profile["image"] == ((2, 3, 128, 128),) * 3
+    s = encoder_size(bundle)
+    profile = ec.profiles_from_options(bundle.specs, [f"encoder:image=2x3x{s}x{s}"])[ENCODER]
+    assert profile["image"] == ((2, 3, s, s),) * 3
 
 
 @pytest.mark.parametrize("option, words", [
@@ -211,7 +216,7 @@ def test_single_shape_means_fixed(bundle):
     ("decoder:image=1x3x256x256", "unknown network 'decoder'"),
     ("restorer:mask=1x3x256x256", "has no input 'mask' (inputs: image, mmf)"),
     ("restorer:image=1x3x256/1x3x512/1x3x1024", "has rank 3, the input has rank 4"),
-    ("encoder:image=1x3x224x224", "dim 2 must be 128 (fixed by the model), got 224"),
+    ("encoder:image=1x3x224x224", "dim 2 must be {s} (fixed by the model), got 224"),
     ("restorer:image=1x3x250x256/1x3x512x512/4x3x1024x1024", "height 250 is not a multiple of 16"),
     ("restorer:image=1x3x512x512/1x3x256x256/4x3x1024x1024", "min <= opt <= max, got 512/256/1024"),
     ("restorer:image=0x3x256x256/1x3x512x512/4x3x1024x1024", "must be positive"),
@@ -219,7 +224,7 @@ def test_single_shape_means_fixed(bundle):
 def test_bad_profile_options_are_one_line_errors(bundle, option, words):
     with pytest.raises(ConfigError) as err:
         ec.profiles_from_options(bundle.specs, [option])
-    assert words in str(err.value) and "\n" not in str(err.value)
+    assert words.format(s=encoder_size(bundle)) in str(err.value) and "\n" not in str(err.value)
 
 
 def test_inputs_must_agree_on_a_shared_axis(bundle):
@@ -235,8 +240,8 @@ def test_shapes_outside_the_profile_name_the_fix(bundle):
     assert ec.profile_violation(spec, "image", (3, 3, 768, 512), shapes) is None
     big = ec.profile_violation(spec, "image", (1, 3, 1536, 1536), shapes)
     assert big == ("restorer: tile 1536x1536 exceeds the engine profile max 1024x1024: rebuild with "
-                   "--profile restorer:image=1x3x256x256/1x3x512x512/8x3x1536x1536 or use --tile 1024")
-    assert "below the engine profile min 256x256" in ec.profile_violation(spec, "image", (1, 3, 128, 256), shapes)
+                   "--profile restorer:image=1x3x64x64/1x3x512x512/8x3x1536x1536 or use --tile 1024")
+    assert "below the engine profile min 64x64" in ec.profile_violation(spec, "image", (1, 3, 32, 256), shapes)
     assert "batch 9 is outside the engine profile range 1..8" in ec.profile_violation(spec, "image", (9, 3, 256, 256),
                                                                                         shapes)
 

@@ -62,6 +62,6 @@ def make_pipeline(bundle, args):
 
     name = args.backend
     if name == "auto":
-        name, reason = resolve_auto(bundle, args.precision)
+        name, reason = resolve_auto(bundle, args.precision, args.threads)
         print(f"mmfir {args.command}: {reason}", file=sys.stderr)
     return Pipeline(create_backend(name, bundle, args.precision, args.threads))

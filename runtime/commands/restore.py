@@ -118,7 +118,7 @@ def make_pipeline(args):
     bundle = Bundle.open(args.bundle) if args.bundle else default_bundle()
     name = args.backend
     if name == "auto":
-        name, reason = resolve_auto(bundle, args.precision)
+        name, reason = resolve_auto(bundle, args.precision, args.threads)
         print(f"mmfir restore: {reason}", file=sys.stderr)
     options = {"checkpoint": args.checkpoint} if args.checkpoint else {}
     backend = create_backend(name, bundle, args.precision, args.threads, **options)

@@ -88,7 +88,7 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[FileOutcome]]:
         else:
             found = []
         if not found:
-            failed.append(_fail(arg, "no such file, or no images match"))
+            failed.append(_fail(arg, f"{arg}: no such file, or no images match"))
         for f in found:
             if f.resolve() not in seen:
                 seen.add(f.resolve())

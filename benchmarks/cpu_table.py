@@ -1,7 +1,8 @@
 """Regenerate the README's CPU performance table: `mmfir bench` on a bundle, saved with the machine record.
 
-    python benchmarks/cpu_table.py /work/bundles/base --sizes 256,512 --iters 5
-    python benchmarks/cpu_table.py /work/bundles/tiny --sizes 256,512,1024 --iters 10
+    python benchmarks/random_bundle.py base bundles/base            # once: base with random weights
+    python benchmarks/cpu_table.py bundles/base --sizes 512 --iters 5
+    python benchmarks/cpu_table.py bundles/tiny-random --sizes 256,512,1024 --iters 5
 
 Writes benchmarks/results/cpu_<model>_<date>.{json,md,png}. Every backend runs in its own process with
 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 (see runtime/bench.py); ratios are to torch eager

@@ -8,9 +8,9 @@ inspected: into the output folder when that was free, else beside it as ``OUT.in
 """
 from __future__ import annotations
 
+import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,6 +21,8 @@ from mmfir.runtime.spec import ENCODER, NETWORKS, RESTORER, Precision, network_s
 
 from .errors import ExportError, ExportValidationError
 from .manifest import manifest_for, write_manifest
+
+log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 18
 # torch's dynamo exporter emits opset 18 at the lowest (it silently keeps 18 when asked for 17);
@@ -132,7 +134,7 @@ def export_bundle(checkpoint_or_model, out_dir, *, fp16: bool = True, opset: int
     model, record = resolve_model(checkpoint_or_model)
     warning = untrained_warning(record)
     if warning:
-        print(f"mmfir export: warning: {warning}", file=sys.stderr, flush=True)
+        log.warning(warning)
     manifest, target = staged_export(model, record, out, fp16, opset, progress,
                                      warnings=[warning] if warning else [], start=start)
     step_log(f"bundle written to {target} in {manifest['export_seconds']:.1f}s", progress)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from .errors import MmfirError
@@ -37,12 +38,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _CommandFormatter(logging.Formatter):
+    """Library warnings as `mmfir CMD: warning: message`, the CLI's one-line style."""
+
+    def __init__(self, command: str):
+        super().__init__()
+        self.command = command
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"mmfir {self.command}: {record.levelname.lower()}: {record.getMessage()}"
+
+
+def setup_logging(command: str) -> None:
+    """Library code logs to the `mmfir` logger; the CLI shows warnings and errors on stderr."""
+    logger = logging.getLogger("mmfir")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_CommandFormatter(command))
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    setup_logging(args.command)
     try:
         return int(args.func(args) or 0)
     except MmfirError as err:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,9 @@ from PIL import Image, ImageDraw
 from .bundle import Bundle, sha256_file
 from .errors import BundleError, CheckpointError, MmfirError
 from .evaluate import Case, RestoreFn, Score, evaluate_cases
+from .progress import step_log
+
+log = logging.getLogger(__name__)
 
 SHIPPED_NAME = "tiny"
 
@@ -48,14 +51,13 @@ def bundle_for_checkpoint(checkpoint: str | Path, progress: bool = True) -> Bund
         try:
             return Bundle.open(folder)
         except BundleError as err:
-            print(f"mmfir: cached bundle {folder} unusable ({err}); exporting again", file=sys.stderr)
+            log.warning(f"cached bundle {folder} unusable ({err}); exporting again")
     try:
         from mmfir.export import export_bundle
     except ImportError as err:
         raise MmfirError(f"exporting {checkpoint.name} to a bundle needs mmfir[export] (missing {err.name}): "
                          "pip install 'mmfir[export]', or pass --bundle BUNDLE") from None
-    if progress:
-        print(f"mmfir: exporting {checkpoint.name} into the cache {folder} (first use only)", file=sys.stderr)
+    step_log(f"exporting {checkpoint.name} into the cache {folder} (first use only)", progress)
     return export_bundle(checkpoint, folder, force=True, progress=progress)
 
 

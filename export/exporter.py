@@ -221,15 +221,16 @@ class prepared:
 
 
 def run_validation(model, specs, folder: Path, precisions: list[Precision], progress: bool) -> dict:
-    from .validate import compare_network, ort_optimization_level, validation_feeds
+    from .validate import compare_network, ort_optimization_level, torch_outputs, validation_feeds
 
     feeds = validation_feeds(model, specs)
+    references = {n: [torch_outputs(model, specs[n], f) for f in feeds[n]] for n in NETWORKS}
     checks = []
     for p in precisions:
         for name in NETWORKS:
             step_log(f"validating {name} {p.value}: onnxruntime CPU vs PyTorch FP32 on photos", progress)
-            checks += compare_network(model, specs[name], folder / specs[name].onnx_file(p), p, feeds[name])
-    bf16_checks, bf16_note = bf16_validation(model, specs, folder, feeds, progress)
+            checks += compare_network(specs[name], folder / specs[name].onnx_file(p), p, feeds[name], references[name])
+    bf16_checks, bf16_note = bf16_validation(specs, folder, feeds, references, progress)
     checks += bf16_checks
     failed = [c for c in checks if not c.passed]
     bounded = [c for c in checks if c.bound is not None]
@@ -243,11 +244,9 @@ def run_validation(model, specs, folder: Path, precisions: list[Precision], prog
             "reference": "torch/fp32 on scikit-image photos (astronaut, coffee, chelsea)"}
 
 
-def bf16_validation(model, specs, folder: Path, feeds: dict, progress: bool) -> tuple[list, str]:
+def bf16_validation(specs, folder: Path, feeds: dict, references: dict, progress: bool) -> tuple[list, str]:
     """OpenVINO BF16 on the FP32 graphs vs PyTorch FP32 (BF16 contract), where OpenVINO and BF16 exist."""
     from mmfir.runtime.backends.ov import OpenVinoBackend, check_onnx_file, cpu_supports_bf16
-
-    from .validate import torch_outputs
 
     ok, why = OpenVinoBackend.available()
     if not ok or not cpu_supports_bf16():
@@ -255,8 +254,9 @@ def bf16_validation(model, specs, folder: Path, feeds: dict, progress: bool) -> 
     checks = []
     for name in NETWORKS:
         step_log(f"validating {name} bf16: OpenVINO CPU vs PyTorch FP32 on photos", progress)
+        by_feed = {id(f): r for f, r in zip(feeds[name], references[name])}
         checks += check_onnx_file(folder / specs[name].onnx_file(), specs[name], feeds[name],
-                                  lambda f, spec=specs[name]: torch_outputs(model, spec, f))
+                                  lambda f, by_feed=by_feed: by_feed[id(f)])
     return checks, "checked with OpenVINO (ov-cpu/bf16)"
 
 

@@ -14,7 +14,9 @@ import onnx
 import torch
 
 from mmfir.runtime.checks import Check, check_outputs
+from mmfir.runtime.photos import load_photo
 from mmfir.runtime.spec import ENCODER, RESTORER, NetworkSpec, Precision
+from mmfir.runtime.tiling import pad_to_multiple
 
 from .errors import ExportError
 
@@ -46,25 +48,13 @@ def ort_session(path: Path, precision: Precision):
 
 def load_photos() -> list[np.ndarray]:
     """The validation photos as float32 CHW in [0, 1]."""
-    try:
-        from skimage import data
-    except ImportError as err:
-        raise ExportError("export validation needs scikit-image's sample photos: pip install scikit-image") from err
-    return [np.ascontiguousarray((getattr(data, n)()[..., :3].astype(np.float32) / 255.0).transpose(2, 0, 1))
-            for n in PHOTOS]
+    return [np.ascontiguousarray(load_photo(n).transpose(2, 0, 1)) for n in PHOTOS]
 
 
 def crop(image: np.ndarray, h: int, w: int) -> np.ndarray:
     _, H, W = image.shape
     top, left = (H - h) // 2, (W - w) // 2
     return image[:, top:top + h, left:left + w]
-
-
-def pad_to_multiple(image: np.ndarray, multiple: int) -> np.ndarray:
-    """Reflect-pad bottom/right to the multiple (what Restorer.pad_forward and the runtime do)."""
-    h, w = image.shape[-2:]
-    pads = [(0, 0)] * (image.ndim - 2) + [(0, (-h) % multiple), (0, (-w) % multiple)]
-    return np.pad(image, pads, mode="reflect")
 
 
 def restorer_cases(photos: list[np.ndarray], multiple: int) -> list[np.ndarray]:
@@ -108,13 +98,12 @@ def shape_text(feeds: dict[str, np.ndarray]) -> str:
     return ",".join("x".join(map(str, a.shape)) for a in feeds.values())
 
 
-def compare_network(model, spec: NetworkSpec, path: Path, precision: Precision,
-                    feeds_list: list[dict[str, np.ndarray]]) -> list[Check]:
-    """ORT CPU (this precision's graph) vs torch FP32 at every validation shape."""
+def compare_network(spec: NetworkSpec, path: Path, precision: Precision,
+                    feeds_list: list[dict[str, np.ndarray]], references: list[dict[str, np.ndarray]]) -> list[Check]:
+    """ORT CPU (this precision's graph) vs the torch FP32 references at every validation shape."""
     session = ort_session(path, precision)
     checks: list[Check] = []
-    for feeds in feeds_list:
-        reference = torch_outputs(model, spec, feeds)
+    for feeds, reference in zip(feeds_list, references):
         got = dict(zip(spec.output_names, session.run(spec.output_names, feeds)))
         pair = f"ort-cpu/{precision.value} vs torch/fp32 @ {shape_text(feeds)}"
         checks.extend(check_outputs(spec, reference, got, precision, pair=pair))

@@ -12,13 +12,13 @@ Anything else in the pickle is refused before it can run.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from pathlib import Path
 
 import torch
 
+from mmfir.runtime.bundle import sha256_file
 from mmfir.runtime.errors import CheckpointError, ConfigError
 
 from .checkpoint import save_checkpoint
@@ -187,14 +187,6 @@ def daclip_model_config(encoder: EncoderConfig, restorer: RestorerConfig, source
         raise CheckpointError(f"{source}: architecture inferred from the tensors is invalid: {err}") from None
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def convert_daclip(path: str | Path, restorer_config: str = "base", seed: int = 0):
     """Read a DA-CLIP file into an MMFIR model (encoder = DA-CLIP's weights, restorer freshly initialised).
 
@@ -213,7 +205,7 @@ def convert_daclip(path: str | Path, restorer_config: str = "base", seed: int = 
     weights = map_state_dict(state, model.encoder.state_dict(), str(path))
     model.encoder.load_state_dict(weights, strict=True)
     model.eval()
-    meta = {"source": "daclip", "source_file": path.name, "source_sha256": sha256_of(path),
+    meta = {"source": "daclip", "source_file": path.name, "source_sha256": sha256_file(path),
             "restorer_untrained": "true", "restorer_seed": str(seed), "head_width": str(HEAD_WIDTH)}
     if isinstance(obj, dict):
         meta.update({f"daclip_{k}": str(obj[k]) for k in ("epoch", "name") if k in obj})

@@ -10,6 +10,7 @@ file's SHA-256 is checked against the manifest before a session is created from 
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -85,7 +86,7 @@ class Bundle:
     def preprocess(self) -> dict:
         return self.manifest["preprocess"]
 
-    @property
+    @functools.cached_property
     def specs(self) -> dict[str, NetworkSpec]:
         return {name: NetworkSpec.from_json(d) for name, d in self.manifest["networks"].items()}
 
@@ -93,8 +94,7 @@ class Bundle:
         """Precisions whose ONNX graphs are in the bundle for every network."""
         out = []
         for p in (Precision.FP32, Precision.FP16):
-            if all(NetworkSpec.from_json(self.manifest["networks"][n]).onnx_file(p) in self.manifest["files"]
-                   for n in NETWORKS):
+            if all(self.specs[n].onnx_file(p) in self.manifest["files"] for n in NETWORKS):
                 out.append(p)
         return out
 

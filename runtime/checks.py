@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .metrics import psnr
 from .spec import CONTRACTS, NetworkSpec, OutputKind, Precision
 
 
@@ -52,11 +53,6 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     cos = np.where(den > 0, num / np.maximum(den, 1e-30), 1.0)
     return float(np.min(cos))
 
-
-def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
-    """PSNR in dB of two images/batches in [0, data_range]; inf when identical."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else float(10 * np.log10(data_range ** 2 / mse))
 
 
 def class_agreement(a: np.ndarray, b: np.ndarray) -> float:

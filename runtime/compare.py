@@ -26,7 +26,8 @@ from .image_io import DecodedImage
 from .preprocess import ClipPreprocess
 from .spec import ENCODER, RESTORER, OutputKind, Precision
 from .targets import Target
-from .tiling import pad_to_multiple
+from .metrics import ssim
+from .tiling import padded_batch
 
 END_TO_END = "end_to_end"
 DEFAULT_CANDIDATES = ("ort-cpu", "ort-cpu-fp16", "ov-cpu", "ov-cpu-bf16", "ort-cuda", "ort-cuda-fp16",
@@ -93,7 +94,7 @@ def build_feeds(bundle, images: dict[str, DecodedImage]) -> Feeds:
     pre = ClipPreprocess.from_bundle(bundle)
     multiple = bundle.specs[RESTORER].multiple
     clip = np.stack([pre(im) for im in images.values()])
-    restorer = [{"image": pad_to_multiple(np.moveaxis(im.to_float(), 2, 0)[None], multiple)} for im in images.values()]
+    restorer = [{"image": padded_batch([im], multiple)} for im in images.values()]
     return Feeds(list(images), {"image": clip}, restorer, [(im.height, im.width) for im in images.values()])
 
 
@@ -106,12 +107,8 @@ def run_reference(reference: Backend, feeds: Feeds) -> Feeds:
     return feeds
 
 
-def ssim_check(network: str, output: str, reference: np.ndarray, candidate: np.ndarray, pair: str) -> Check | None:
-    """SSIM of two [1, 3, H, W] images (reported, not a contract bound); None without runtime.metrics."""
-    try:
-        from .metrics import ssim
-    except ImportError:
-        return None
+def ssim_check(network: str, output: str, reference: np.ndarray, candidate: np.ndarray, pair: str) -> Check:
+    """SSIM of two [1, 3, H, W] images (reported, not a contract bound)."""
     hwc = [np.clip(np.moveaxis(x[0], 0, 2), 0, 1) for x in (reference, candidate)]
     return Check(network, output, "ssim", ssim(*hwc), None, True, True, pair)
 
@@ -123,8 +120,7 @@ def restorer_checks(spec, reference: dict, candidate: dict, precision: Precision
         checks = [Check(network, c.output, c.metric, c.value, None, True, c.higher_is_better, pair) for c in checks]
     for out in spec.outputs:
         if out.kind == OutputKind.IMAGE and reference[out.name].shape == candidate[out.name].shape:
-            extra = ssim_check(network, out.name, reference[out.name], candidate[out.name], pair)
-            checks += [extra] if extra else []
+            checks.append(ssim_check(network, out.name, reference[out.name], candidate[out.name], pair))
     return checks
 
 

@@ -21,7 +21,7 @@ def psnr(reference: np.ndarray, image: np.ndarray, data_range: float = 1.0) -> f
     """Peak signal-to-noise ratio in dB (inf for identical images)."""
     ref, img = _pair(reference, image)
     mse = float(np.mean((ref - img) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(data_range ** 2 / mse)
+    return float("inf") if mse == 0 else float(10.0 * np.log10(data_range ** 2 / mse))
 
 
 def gaussian_kernel1d(sigma: float = 1.5, truncate: float = 3.5) -> np.ndarray:

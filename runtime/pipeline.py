@@ -16,7 +16,7 @@ from .backends.base import Backend
 from .image_io import DecodedImage, from_array
 from .preprocess import ClipPreprocess
 from .spec import ENCODER, RESTORER
-from .tiling import pad_to_multiple, plan_tiles, restore_tiled, round_tile
+from .tiling import padded_batch, plan_tiles, restore_tiled, round_tile
 
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 32
@@ -94,8 +94,7 @@ class Pipeline:
     def run_restorer(self, images: list[DecodedImage], mmf: np.ndarray) -> list[np.ndarray]:
         """Untiled: one batch; tiled: each image's tiles batched, with its own mmf tokens."""
         if not self.is_tiled(images[0].height, images[0].width):
-            batch = np.stack([np.moveaxis(im.to_float(), 2, 0) for im in images])
-            out = self.restorer_fn(mmf)(pad_to_multiple(batch, self.multiple))[..., :images[0].height, :images[0].width]
+            out = self.restorer_fn(mmf)(padded_batch(images, self.multiple))[..., :images[0].height, :images[0].width]
             return [np.moveaxis(o, 0, 2) for o in out]
         return [restore_tiled(self.restorer_fn(mmf[i:i + 1]), im.pixels, 1.0 / im.max_value, self.tile,
                               self.overlap, self.multiple, self.batch)

@@ -40,7 +40,8 @@ class ClipPreprocess:
         if self.mode == "resize":
             x = resize_center_crop(image, self.image_size)
         elif self.mode == "crop":
-            x = center_crop_or_pad(image.to_float(), self.image_size)
+            # crop the stored pixels first, then scale: no float copy of the whole image
+            x = center_crop_or_pad(image.pixels, self.image_size).astype(np.float32) / np.float32(image.max_value)
         else:
             raise ValueError(f"unknown preprocess mode {self.mode!r}; choose one of {', '.join(MODES)}")
         return normalize(x, self.mean, self.std)

@@ -84,6 +84,11 @@ def pad_to_multiple(images: np.ndarray, multiple: int) -> np.ndarray:
     return np.pad(images, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")
 
 
+def padded_batch(images, multiple: int) -> np.ndarray:
+    """[N, 3, H', W'] float32 in [0, 1] of same-size DecodedImages, reflect-padded to the multiple."""
+    return pad_to_multiple(np.stack([np.moveaxis(im.to_float(), 2, 0) for im in images]), multiple)
+
+
 def tile_input(source: np.ndarray, t: Tile, scale: float) -> np.ndarray:
     """3 x h x w float32 in [0, 1] of one tile, from the H x W x 3 integer (or float) source."""
     crop = source[t.y:t.y + t.h, t.x:t.x + t.w]

@@ -7,7 +7,7 @@ import pytest
 from conftest import requires_torch
 from mmfir.runtime.backends import create_backend
 from mmfir.runtime.bundle import Bundle
-from mmfir.runtime.checks import psnr
+from mmfir.runtime.metrics import psnr
 from mmfir.runtime.pipeline import Pipeline
 from mmfir.runtime.spec import CONTRACTS, Precision
 from mmfir.runtime.tiling import plan_tiles, ramp, restore_tiled, tile_weights

@@ -17,7 +17,7 @@ from ..image_io import DecodedImage
 from ..pipeline import softmax
 from ..preprocess import ClipPreprocess
 from ..spec import RESTORER
-from ..tiling import pad_to_multiple
+from ..tiling import padded_batch
 
 
 def _pb():
@@ -88,7 +88,7 @@ class PreprocessModel(_Model):
         check_image_batch(images, self.max_side)
         decoded = [DecodedImage(np.ascontiguousarray(im)) for im in images]
         clip = np.stack([self.clip(im) for im in decoded])
-        padded = pad_to_multiple(np.stack([np.moveaxis(im.to_float(), 2, 0) for im in decoded]), self.multiple)
+        padded = padded_batch(decoded, self.multiple)
         size = np.tile(np.asarray(images.shape[1:3], dtype=np.int32), (len(images), 1))
         return {"clip_image": clip, "padded": np.ascontiguousarray(padded), "size": size}
 

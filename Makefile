@@ -21,7 +21,9 @@ $(VENV)/.installed: pyproject.toml
 demo: venv
 	$(BIN)/mmfir demo --out demo_out
 
+# lint-imports checks the dependency rules in pyproject.toml ([tool.importlinter]) before any test runs.
 test: venv
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 clean:

@@ -5,7 +5,7 @@
     python benchmarks/cpu_table.py bundles/tiny-random --sizes 256,512,1024 --iters 5
 
 Writes benchmarks/results/cpu_<model>_<date>.{json,md,png}. Every backend runs in its own process with
-MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 (see runtime/bench.py); ratios are to torch eager
+MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 (see measure/bench.py); ratios are to torch eager
 FP32 in the same run; torch.compile's compile time is excluded (warm-up).
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ def headline(report: dict, size: int) -> str:
 
 
 def markdown(report: dict, command: str, size: int) -> str:
-    from mmfir.runtime.bench_report import format_markdown
+    from mmfir.measure.bench_report import format_markdown
 
     m = report["machine"]
     peaks = ", ".join(f"{k.upper()} {v['gflops']:.0f} GFLOP/s ({v['how']})" for k, v in report["peak"].items()
@@ -51,11 +51,12 @@ def markdown(report: dict, command: str, size: int) -> str:
 
 
 def main() -> int:
-    from mmfir.runtime.bench import BenchSettings, run_bench
-    from mmfir.runtime.bench_report import format_table, write_plot
-    from mmfir.runtime.bundle import Bundle, write_json_atomic
+    from mmfir.measure.bench import BenchSettings, run_bench
+    from mmfir.measure.bench_report import format_table, write_plot
+    from mmfir.runtime.bundle import Bundle
+    from mmfir.runtime.files import write_json_atomic
     from mmfir.runtime.progress import Progress
-    from mmfir.runtime.targets import parse_targets
+    from mmfir.measure.targets import parse_targets
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bundle")

@@ -6,7 +6,7 @@ import time
 
 
 def record() -> dict:
-    from mmfir.runtime.machine import machine_info
+    from mmfir.measure.machine import machine_info
 
     info = machine_info()
     info["date"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")

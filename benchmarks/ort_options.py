@@ -66,20 +66,16 @@ def paired_ms(base, sess, feeds: dict, warmup: int, iters: int) -> tuple[float, 
 
 
 def feeds_for(bundle, size: int) -> dict:
-    from mmfir.runtime.spec import ENCODER, RESTORER
-
-    specs = bundle.specs
+    """Random feeds of every network's inputs (names and shapes from the spec; spatial axes = size)."""
     rng = np.random.default_rng(0)
-    enc = specs[ENCODER].inputs[0].shape[-1]
-    tokens = specs[RESTORER].inputs[1].shape[1:]
-    return {ENCODER: {"image": rng.standard_normal((1, 3, enc, enc), dtype=np.float32)},
-            RESTORER: {"image": rng.random((1, 3, size, size), dtype=np.float32),
-                       "mmf": rng.standard_normal((1, *tokens), dtype=np.float32)}}
+    axes = {"batch": 1, "height": size, "width": size}
+    return {net: {t.name: rng.random(t.concrete(axes), dtype=np.float32) for t in spec.inputs}
+            for net, spec in bundle.specs.items()}
 
 
 def main() -> int:
     from mmfir.runtime.bundle import Bundle
-    from mmfir.runtime.machine import usable_cores
+    from mmfir.runtime.cpu import usable_cores
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bundle")
@@ -100,12 +96,11 @@ def main() -> int:
             results[name][net] = {"baseline_ms": pair[0], "variant_ms": pair[1], "ratio": pair[0] / pair[1]}
         print(f"... {name}: " + ", ".join(f"{k} {v['variant_ms']:.1f} ms (x{v['ratio']:.2f})"
                                           for k, v in results[name].items()), file=sys.stderr)
-    print(f"| option ({bundle.config.get('name')}, restorer {args.size}²) | encoder ms | x | restorer ms | x |")
-    print("|---|---|---|---|---|")
+    print(f"| option ({bundle.config.get('name')}, {args.size}²) | " + " | ".join(f"{n} ms | x" for n in feeds) + " |")
+    print("|---|" + "---|---|" * len(feeds))
     for name, r in results.items():
-        e, d = r["encoder"], r["restorer"]
-        print(f"| {name} | {e['variant_ms']:.1f} (base {e['baseline_ms']:.1f}) | {e['ratio']:.2f} "
-              f"| {d['variant_ms']:.1f} (base {d['baseline_ms']:.1f}) | {d['ratio']:.2f} |")
+        print(f"| {name} | " + " | ".join(f"{v['variant_ms']:.1f} (base {v['baseline_ms']:.1f}) | {v['ratio']:.2f}"
+                                          for v in r.values()) + " |")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"machine": record(), "size": args.size, "results": results},
                                                   indent=2) + "\n")

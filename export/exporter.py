@@ -9,17 +9,17 @@ inspected: into the output folder when that was free, else beside it as ``OUT.in
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 from mmfir.runtime.bundle import MANIFEST, Bundle
+from mmfir.runtime.errors import ExportError, ExportValidationError
+from mmfir.runtime.files import make_staging_dir as staging_sibling
+from mmfir.runtime.files import replace_dir, sha256_file
 from mmfir.runtime.progress import step_log
-from mmfir.runtime.spec import ENCODER, NETWORKS, RESTORER, Precision, network_specs
+from mmfir.runtime.spec import Graph, Precision, network_specs
 
-from .errors import ExportError, ExportValidationError
 from .manifest import manifest_for, write_manifest
 
 log = logging.getLogger(__name__)
@@ -57,31 +57,10 @@ def check_destination(out: Path, force: bool) -> None:
 def make_staging_dir(out: Path) -> Path:
     """A temporary sibling of ``out`` (same file system, so the final rename is atomic)."""
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-        staging.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; a bundle is shared
-        return staging
+        return staging_sibling(out)
     except OSError as err:
         raise ExportError(f"cannot write the bundle to {out}: {err.strerror or err} "
                           "(choose a writable output folder)") from None
-
-
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def replace_dir(staging: Path, target: Path) -> None:
-    """Move ``staging`` to ``target``; an existing ``target`` is removed only after the move."""
-    old = None
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-        old.rmdir()
-        target.rename(old)
-    staging.rename(target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def publish(staging: Path, out: Path, valid: bool) -> Path:
@@ -97,7 +76,6 @@ def publish(staging: Path, out: Path, valid: bool) -> Path:
 def resolve_model(checkpoint_or_model) -> tuple[object, dict | None]:
     """(model in eval mode, checkpoint record or None) from a path or an in-memory MMFIR model."""
     from mmfir.models import MMFIR, load_checkpoint
-    from mmfir.runtime.bundle import sha256_file
 
     if isinstance(checkpoint_or_model, MMFIR):
         if any(p.device.type != "cpu" for p in checkpoint_or_model.parameters()):
@@ -166,31 +144,29 @@ def build_bundle(model, record: dict | None, folder: Path, fp16: bool, opset: in
     """Export, convert, check and validate into ``folder``; returns the manifest (without files)."""
     from .validate import check_graph_file
 
-    specs = network_specs(model.cfg.to_dict())
+    graph = Graph(network_specs(model.cfg.to_dict()))
     precisions = [Precision.FP32] + ([Precision.FP16] if fp16 else [])
     with prepared(model):
-        fp16_info = write_graphs(model, specs, folder, precisions, opset, progress)
-        for name in NETWORKS:
+        fp16_info = write_graphs(model, graph, folder, precisions, opset, progress)
+        for name in graph.order:
             for p in precisions:
-                check_graph_file(folder / specs[name].onnx_file(p), specs[name], opset)
+                check_graph_file(folder / graph[name].onnx_file(p), graph[name], opset)
         step_log("onnx.checker and shape inference passed on every file", progress)
-        validation = run_validation(model, specs, folder, precisions, progress)
-    return manifest_for(model, record, specs, opset, validation, fp16_info)
+        validation = run_validation(model, graph, folder, precisions, progress)
+    return manifest_for(model, record, graph.specs, opset, validation, fp16_info)
 
 
-def write_graphs(model, specs, folder: Path, precisions: list[Precision], opset: int, progress: bool) -> dict:
+def write_graphs(model, graph: Graph, folder: Path, precisions: list[Precision], opset: int, progress: bool) -> dict:
     from .fp16 import convert_to_fp16
-    from .onnx_export import EncoderExport, RestorerExport, encoder_example, export_network, restorer_example
+    from .onnx_export import TORCH_NETWORKS, export_network, torch_module
 
-    modules = {ENCODER: (EncoderExport(model.encoder, specs[ENCODER].output_names), encoder_example),
-               RESTORER: (RestorerExport(model.restorer), restorer_example)}
     fp16_info = {}
-    for name, (module, example) in modules.items():
-        spec = specs[name]
+    for name in graph.order:
+        spec = graph[name]
         step_log(f"exporting {name} to ONNX (opset {opset}, torch.onnx dynamo)", progress)
         path = folder / spec.onnx_file(Precision.FP32)
         try:
-            export_network(module, example(spec), spec, path, opset)
+            export_network(torch_module(model, spec), TORCH_NETWORKS[name].example(spec), spec, path, opset)
         except Exception as err:  # the exporter's many error types: one line, cause kept for --verbose
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise ExportError(f"torch.onnx export of the {name} failed: {type(err).__name__}: {first}") from err
@@ -220,17 +196,17 @@ class prepared:
         return False
 
 
-def run_validation(model, specs, folder: Path, precisions: list[Precision], progress: bool) -> dict:
-    from .validate import compare_network, ort_optimization_level, torch_outputs, validation_feeds
+def run_validation(model, graph: Graph, folder: Path, precisions: list[Precision], progress: bool) -> dict:
+    from .validate import compare_network, ort_optimization_level, ort_runner, reference_values
 
-    feeds = validation_feeds(model, specs)
-    references = {n: [torch_outputs(model, specs[n], f) for f in feeds[n]] for n in NETWORKS}
+    cases = reference_values(model, graph)
     checks = []
     for p in precisions:
-        for name in NETWORKS:
+        for name in graph.order:
             step_log(f"validating {name} {p.value}: onnxruntime CPU vs PyTorch FP32 on photos", progress)
-            checks += compare_network(specs[name], folder / specs[name].onnx_file(p), p, feeds[name], references[name])
-    bf16_checks, bf16_note = bf16_validation(specs, folder, feeds, references, progress)
+            checks += compare_network(graph, name, folder / graph[name].onnx_file(p), p, cases, ort_runner(p),
+                                      "ort-cpu")
+    bf16_checks, bf16_note = bf16_validation(graph, folder, cases, progress)
     checks += bf16_checks
     failed = [c for c in checks if not c.passed]
     bounded = [c for c in checks if c.bound is not None]
@@ -238,29 +214,31 @@ def run_validation(model, specs, folder: Path, precisions: list[Precision], prog
                f"{len(failed)} of {len(bounded)} checks failed: " + "; ".join(str(c) for c in failed))
     step_log(f"validation: {summary}", progress)
     return {"passed": not failed, "summary": summary, "checks": [c.to_json() for c in checks],
-            "shapes": {n: [{k: list(v.shape) for k, v in f.items()} for f in feeds[n]] for n in NETWORKS},
+            "shapes": {n: [{k: list(v.shape) for k, v in graph.feeds(n, c).items()} for c in cases]
+                       for n in graph.order},
             "ort_graph_optimization": {p.value: ort_optimization_level(p) for p in precisions},
             "bf16": bf16_note,
             "reference": "torch/fp32 on scikit-image photos (astronaut, coffee, chelsea)"}
 
 
-def bf16_validation(specs, folder: Path, feeds: dict, references: dict, progress: bool) -> tuple[list, str]:
+def bf16_validation(graph: Graph, folder: Path, cases: list[dict], progress: bool) -> tuple[list, str]:
     """OpenVINO BF16 on the FP32 graphs vs PyTorch FP32 (BF16 contract), where OpenVINO and BF16 exist."""
-    from mmfir.runtime.backends.ov import OpenVinoBackend, check_onnx_file, cpu_supports_bf16
+    from mmfir.runtime.backends.ov import OpenVinoBackend
 
-    ok, why = OpenVinoBackend.available()
-    if not ok or not cpu_supports_bf16():
-        return [], f"not checked: {why or 'this CPU has no BF16'}"
+    from .validate import compare_network, openvino_runner
+
+    ok, why = OpenVinoBackend.supports(Precision.BF16)
+    if not ok:
+        return [], f"not checked: {why}"
     checks = []
-    for name in NETWORKS:
+    for name in graph.order:
         step_log(f"validating {name} bf16: OpenVINO CPU vs PyTorch FP32 on photos", progress)
-        by_feed = {id(f): r for f, r in zip(feeds[name], references[name])}
-        checks += check_onnx_file(folder / specs[name].onnx_file(), specs[name], feeds[name],
-                                  lambda f, by_feed=by_feed: by_feed[id(f)])
+        checks += compare_network(graph, name, folder / graph[name].onnx_file(), Precision.BF16, cases,
+                                  openvino_runner(Precision.BF16), "ov-cpu")
     return checks, "checked with OpenVINO (ov-cpu/bf16)"
 
 
 def failed_checks(manifest: dict):
-    from mmfir.runtime.checks import Check
+    from mmfir.measure.checks import Check
 
     return [Check(**c) for c in manifest["validation"]["checks"] if not c["passed"]]

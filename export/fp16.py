@@ -1,7 +1,7 @@
 """FP32 ONNX -> FP16 ONNX: FP16 weights and compute, numerically fragile ops kept FP32, FP32 graph I/O.
 
-LayerNorm, Softmax and reductions overflow or lose too much in FP16 (DESIGN.md pitfalls), so they
-stay FP32, and so does the ``var + eps`` Add in front of each Sqrt of the restorer's LayerNorm2d.
+LayerNorm, Softmax and reductions overflow or lose too much in FP16 (reported against TensorRT and
+onnxruntime many times over), so they stay FP32, and so does the ``var + eps`` Add in front of each Sqrt of the restorer's LayerNorm2d.
 onnxruntime.transformers.float16 inserts the Casts; its output is not topologically sorted on
 dynamo-exported graphs, so the graph is sorted before it is checked and saved.
 """
@@ -11,6 +11,8 @@ import heapq
 from pathlib import Path
 
 import onnx
+
+from mmfir.runtime.errors import ExportError
 
 # Op types that stay FP32 (inputs cast up, outputs cast back down).
 FP32_OPS = (
@@ -56,7 +58,7 @@ def topological_sort(graph: onnx.GraphProto) -> None:
             if waiting[c] == 0:
                 heapq.heappush(ready, c)
     if len(order) != len(nodes):
-        raise ValueError(f"graph {graph.name!r} has a cycle: {len(nodes) - len(order)} nodes cannot be ordered")
+        raise ExportError(f"graph {graph.name!r} has a cycle: {len(nodes) - len(order)} nodes cannot be ordered")
     del graph.node[:]
     graph.node.extend(nodes[i] for i in order)
 

@@ -5,8 +5,11 @@ import datetime
 import importlib.metadata as md
 from pathlib import Path
 
-from mmfir.runtime.bundle import FORMAT, MANIFEST, sha256_file, write_json_atomic
+from mmfir.runtime.bundle import FORMAT, MANIFEST
+from mmfir.runtime.files import sha256_file, write_json_atomic
 from mmfir.runtime.spec import NetworkSpec
+
+from .version import EXPORTER_VERSION
 
 VERSIONED = ("mmfir", "torch", "onnx", "onnxscript", "onnxruntime", "open_clip_torch", "numpy")
 
@@ -43,6 +46,7 @@ def manifest_for(model, record: dict | None, specs: dict[str, NetworkSpec], opse
         "preprocess": preprocess_entry(cfg),
         "networks": {name: spec.to_json() for name, spec in specs.items()},
         "opset": opset,
+        "exporter_version": EXPORTER_VERSION,
         "fp16": fp16_info,
         "onnxruntime": {"graph_optimization_level": validation["ort_graph_optimization"]},
         "versions": versions(),
@@ -55,4 +59,3 @@ def write_manifest(folder: Path, manifest: dict) -> None:
     manifest["files"] = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                          for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST}
     write_json_atomic(folder / MANIFEST, manifest)
-    (folder / MANIFEST).chmod(folder.stat().st_mode & 0o666)  # mkstemp made it 0600; match the folder

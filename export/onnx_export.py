@@ -1,21 +1,30 @@
-"""torch -> ONNX for both networks (torch.onnx dynamo exporter), I/O named by the runtime's NetworkSpec.
+"""torch -> ONNX (torch.onnx dynamo exporter), I/O named by the runtime's NetworkSpec, and the table of
+which torch module, export wrapper and example inputs belong to each network.
 
-Pitfalls handled here (DESIGN.md): a batch-1 example silently fixes the batch axis, so the examples
-have batch 2 and distinct H != W; ``dynamic_shapes`` declares every dynamic axis of the spec; the
-restorer's H and W are multiples of ``spec.multiple`` (the runtime pads); single-file graphs.
+``TORCH_NETWORKS`` is that table: export, export validation and the torch reference backend all run a
+network through it (``torch_module(model, spec)``: inputs in spec order in, outputs in spec order out),
+so a new network is one entry here plus its spec.
+
+Pitfalls handled here (measured with torch's dynamo exporter): a batch-1 example silently fixes the
+batch axis, so the examples have batch 2 and distinct H != W; ``dynamic_shapes`` declares every dynamic
+axis of the spec; the restorer's H and W are multiples of ``spec.multiple`` (the runtime pads);
+``external_data=False`` for single-file graphs.
 """
 from __future__ import annotations
 
 import contextlib
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import onnx
 import torch
 from torch import nn
 
-from mmfir.runtime.spec import NetworkSpec
+from mmfir.runtime.spec import ENCODER, RESTORER, NetworkSpec
 
 EXAMPLE_BATCH = 2  # >= 2, or the exporter fixes the batch axis to 1
 
@@ -59,6 +68,32 @@ def restorer_example(spec: NetworkSpec) -> tuple[torch.Tensor, torch.Tensor]:
         shape = [sizes[d] if isinstance(d, str) else d for d in t.shape]
         tensors.append(torch.rand(*shape, generator=g))
     return tuple(tensors)
+
+
+@dataclass(frozen=True)
+class TorchNetwork:
+    """How one network of an MMFIR model is run from torch and exported."""
+
+    module: Callable[[nn.Module, NetworkSpec], nn.Module]   # (model, spec) -> wrapper in spec order
+    example: Callable[[NetworkSpec], tuple]                  # spec -> example inputs for the exporter
+
+
+TORCH_NETWORKS: dict[str, TorchNetwork] = {
+    ENCODER: TorchNetwork(lambda model, spec: EncoderExport(model.encoder, spec.output_names), encoder_example),
+    RESTORER: TorchNetwork(lambda model, spec: RestorerExport(model.restorer), restorer_example),
+}
+
+
+def torch_module(model: nn.Module, spec: NetworkSpec) -> nn.Module:
+    return TORCH_NETWORKS[spec.name].module(model, spec)
+
+
+@torch.no_grad()
+def run_torch(module: nn.Module, spec: NetworkSpec, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One network (a ``torch_module``) on numpy feeds; float32 numpy outputs keyed by the spec's names."""
+    out = module(*(torch.from_numpy(np.ascontiguousarray(feeds[n], dtype=np.float32)) for n in spec.input_names))
+    out = out if isinstance(out, tuple) else (out,)
+    return {name: t.detach().float().numpy() for name, t in zip(spec.output_names, out)}
 
 
 def dynamic_shapes(spec: NetworkSpec) -> dict[str, dict[int, object]]:

@@ -1,9 +1,14 @@
-"""Export validation: graph checks on every file, then ORT CPU vs PyTorch FP32 on real photos.
+"""Export validation: graph checks on every file, then the runtime's own sessions vs PyTorch FP32 on photos.
 
-Inputs are deterministic crops of scikit-image's bundled photographs. Each network is run at two
-shapes that differ from the export example: the encoder at batch 1 and 3, the restorer at a batch-2
-tile and at an odd-sized batch-1 crop reflect-padded to the multiple (as the runtime feeds it).
-The restorer's mmf input comes from the PyTorch encoder on the same photos.
+Inputs are deterministic crops of scikit-image's bundled photographs, in two cases whose shapes differ
+from the export example (batch 2): a batch of three tiles of 6 x 8 multiples, and one odd-sized crop
+reflect-padded to the multiple as the runtime pads. For each case the pipeline values (CLIP input and
+pixels) feed the bundle's graph in torch, which gives every network's reference outputs; each ONNX
+network is then fed the same values by its declared sources (the restorer gets the torch encoder's
+tokens), so the errors of one network never compound into another's check.
+
+The sessions are made by the runtime's own factories (``ort_session`` with the level the runtime will
+use, OpenVINO's ``compile_onnx``), so what is validated is what runs.
 """
 from __future__ import annotations
 
@@ -13,37 +18,23 @@ import numpy as np
 import onnx
 import torch
 
-from mmfir.runtime.checks import Check, check_outputs
-from mmfir.runtime.photos import load_photo
-from mmfir.runtime.spec import ENCODER, RESTORER, NetworkSpec, Precision
+from mmfir.measure.checks import Check, check_outputs
+from mmfir.measure.photos import load_photo
+from mmfir.runtime.backends.ort import DEFAULT_LEVEL, ort_session, session_options
+from mmfir.runtime.errors import ExportError
+from mmfir.runtime.spec import CLIP_IMAGE, PIXELS, Graph, NetworkSpec, Precision, output_ref
 from mmfir.runtime.tiling import pad_to_multiple
 
-from .errors import ExportError
+from .onnx_export import run_torch, torch_module
 
 PHOTOS = ("astronaut", "coffee", "chelsea")
 ODD_SIZE = (137, 171)  # not a multiple of anything useful: exercises the runtime's padding
 
 
 def ort_optimization_level(precision: Precision) -> str:
-    """Graph optimisation level for ORT CPU sessions: "extended" for every precision.
-
-    FP16 ViTs crashed ORT CPU at "all" (NchwcTransformer, DESIGN pitfalls), and for FP32 "all" only
-    adds the NCHWc layout transform, measured slower here: tiny restorer at 512², 2 threads,
-    400 ms at "all" vs 284 ms at "extended"; base restorer and encoder unchanged (within 2 %).
-    """
+    """Graph optimisation level for ORT CPU sessions: "extended" for every precision (see runtime/backends/ort.py)."""
     Precision.parse(precision)
-    return "extended"
-
-
-def ort_session(path: Path, precision: Precision):
-    import onnxruntime as ort
-
-    levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}
-    options = ort.SessionOptions()
-    options.graph_optimization_level = levels[ort_optimization_level(precision)]
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return DEFAULT_LEVEL
 
 
 def load_photos() -> list[np.ndarray]:
@@ -57,57 +48,64 @@ def crop(image: np.ndarray, h: int, w: int) -> np.ndarray:
     return image[:, top:top + h, left:left + w]
 
 
-def restorer_cases(photos: list[np.ndarray], multiple: int) -> list[np.ndarray]:
-    """A batch-2 tile (6 x 8 multiples) and an odd-sized crop padded to the multiple (batch 1)."""
+def pixel_cases(photos: list[np.ndarray], multiple: int) -> list[np.ndarray]:
+    """A batch-3 tile (6 x 8 multiples) and an odd-sized crop padded to the multiple (batch 1)."""
     h, w = 6 * multiple, 8 * multiple
-    tile = np.stack([crop(photos[0], h, w), crop(photos[1], h, w)])
+    tiles = np.stack([crop(p, h, w) for p in photos])
     odd = pad_to_multiple(crop(photos[2], *ODD_SIZE)[None], multiple)
-    return [tile, odd]
+    return [np.ascontiguousarray(tiles), np.ascontiguousarray(odd)]
 
 
 @torch.no_grad()
-def torch_encoder(model, images: list[np.ndarray]) -> np.ndarray:
-    """CLIP-preprocessed batch (torch preprocessing of the model) for a list of CHW photos."""
-    return torch.cat([model.clip_input(torch.from_numpy(im)[None]) for im in images]).numpy()
+def clip_inputs(model, pixels: np.ndarray) -> np.ndarray:
+    """The model's own (torch) CLIP preprocessing of a [N, 3, H, W] batch in [0, 1]."""
+    return model.clip_input(torch.from_numpy(pixels)).numpy()
 
 
-@torch.no_grad()
-def torch_outputs(model, spec: NetworkSpec, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    args = [torch.from_numpy(feeds[n]) for n in spec.input_names]
-    if spec.name == ENCODER:
-        out = model.encoder(*args)
-        return {n: out[n].numpy() for n in spec.output_names}
-    return {spec.output_names[0]: model.restorer(*args).numpy()}
+def reference_values(model, graph: Graph) -> list[dict[str, np.ndarray]]:
+    """Per case: the pipeline values and every network's torch FP32 outputs."""
+    modules = {n: torch_module(model, graph[n]) for n in graph.order}
+    cases = []
+    for pixels in pixel_cases(load_photos(), graph.multiple):
+        values = {CLIP_IMAGE: clip_inputs(model, pixels), PIXELS: pixels}
+        cases.append(graph.run(lambda n, feeds: run_torch(modules[n], graph[n], feeds), values))
+    return cases
 
 
-def validation_feeds(model, specs: dict[str, NetworkSpec]) -> dict[str, list[dict[str, np.ndarray]]]:
-    """Deterministic inputs per network: encoder batch 1 and 3, restorer two padded shapes."""
-    photos = load_photos()
-    enc_in = specs[ENCODER].input_names[0]
-    enc_batch3 = torch_encoder(model, photos)
-    encoder_feeds = [{enc_in: enc_batch3[:1].copy()}, {enc_in: enc_batch3}]
-    image_name, mmf_name = specs[RESTORER].input_names
-    restorer_feeds = []
-    for images in restorer_cases(photos, specs[RESTORER].multiple):
-        mmf = torch_outputs(model, specs[ENCODER], {enc_in: torch_encoder(model, list(images))})["mmf"]
-        restorer_feeds.append({image_name: np.ascontiguousarray(images), mmf_name: mmf})
-    return {ENCODER: encoder_feeds, RESTORER: restorer_feeds}
+def references_of(spec: NetworkSpec, values: dict) -> dict[str, np.ndarray]:
+    return {t.name: values[output_ref(spec.name, t.name)] for t in spec.outputs}
 
 
 def shape_text(feeds: dict[str, np.ndarray]) -> str:
     return ",".join("x".join(map(str, a.shape)) for a in feeds.values())
 
 
-def compare_network(spec: NetworkSpec, path: Path, precision: Precision,
-                    feeds_list: list[dict[str, np.ndarray]], references: list[dict[str, np.ndarray]]) -> list[Check]:
-    """ORT CPU (this precision's graph) vs the torch FP32 references at every validation shape."""
-    session = ort_session(path, precision)
+def compare_network(graph: Graph, network: str, path: Path, precision: Precision, cases: list[dict],
+                    run_factory, label: str) -> list[Check]:
+    """One ONNX file on ``run_factory(path)`` (a feeds -> outputs callable) vs torch, at every case."""
+    spec, run = graph[network], run_factory(path)
     checks: list[Check] = []
-    for feeds, reference in zip(feeds_list, references):
-        got = dict(zip(spec.output_names, session.run(spec.output_names, feeds)))
-        pair = f"ort-cpu/{precision.value} vs torch/fp32 @ {shape_text(feeds)}"
-        checks.extend(check_outputs(spec, reference, got, precision, pair=pair))
+    for values in cases:
+        feeds = graph.feeds(network, values)
+        pair = f"{label}/{precision.value} vs torch/fp32 @ {shape_text(feeds)}"
+        checks.extend(check_outputs(spec, references_of(spec, values), run(spec, feeds), precision, pair=pair))
     return checks
+
+
+def ort_runner(precision: Precision):
+    def factory(path: Path):
+        session = ort_session(path, session_options(ort_optimization_level(precision)))
+        return lambda spec, feeds: dict(zip(spec.output_names, session.run(spec.output_names, feeds)))
+    return factory
+
+
+def openvino_runner(precision: Precision):
+    from mmfir.runtime.backends.ov import compile_onnx, infer
+
+    def factory(path: Path):
+        request = compile_onnx(path, precision)
+        return lambda spec, feeds: infer(request, feeds, spec.output_names)
+    return factory
 
 
 def check_graph_file(path: Path, spec: NetworkSpec, opset: int) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from mmfir.runtime.bundle import sha256_file
+from mmfir.runtime.files import sha256_file
 from mmfir.runtime.errors import CheckpointError, ConfigError
 
 from .checkpoint import save_checkpoint

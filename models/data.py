@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mmfir.runtime.degradations import ALL_CLASSES, degrade
-from mmfir.runtime.photos import HELD_OUT_PHOTOS, TRAIN_PHOTOS, held_out_photos, load_photo
+from mmfir.measure.degradations import ALL_CLASSES, degrade
+from mmfir.measure.photos import HELD_OUT_PHOTOS, TRAIN_PHOTOS, held_out_photos, load_photo
+from mmfir.runtime.errors import ConfigError
 
 __all__ = ["HELD_OUT_PHOTOS", "TRAIN_PHOTOS", "Batch", "PhotoSampler", "held_out_photos", "load_photo"]
 
@@ -34,7 +35,7 @@ class PhotoSampler:
         weights = np.array([(class_weights or {}).get(n, 1.0) if n in ALL_CLASSES else 0.0
                             for n in self.class_names], dtype=np.float64)
         if weights.sum() <= 0:
-            raise ValueError(f"none of the classes {self.class_names} has a synthetic degradation "
+            raise ConfigError(f"none of the classes {self.class_names} has a synthetic degradation "
                              f"(known: {', '.join(ALL_CLASSES)})")
         self.class_probs = weights / weights.sum()
         self.crop, self.margin, self.min_strength = crop, margin, min_strength

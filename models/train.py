@@ -17,7 +17,6 @@ import argparse
 import copy
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,8 @@ import numpy as np
 import torch
 
 from mmfir.runtime.errors import MmfirError
-from mmfir.runtime.evaluate import evaluate_cases, format_summary, make_cases, summarize
+from mmfir.runtime.files import atomic_path
+from mmfir.measure.evaluate import evaluate_cases, format_summary, make_cases, summarize
 
 from . import build_model, load_checkpoint, load_clip_weights, save_checkpoint
 from .data import HELD_OUT_PHOTOS, TRAIN_PHOTOS, PhotoSampler, held_out_photos
@@ -273,9 +273,8 @@ class Trainer:
                  "history": self.history, "model": self.model.state_dict(), "ema": self.ema.state_dict(),
                  "opt": self.opt.state_dict(),
                  "rng": self.sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
-        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.state_path)
+        with atomic_path(self.state_path) as tmp:
+            torch.save(state, tmp)
         print(f"saved {self.args.out} (stage {self.stage} step {self.step})", file=sys.stderr, flush=True)
 
     def _load_state(self) -> None:

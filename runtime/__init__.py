@@ -1,8 +1,14 @@
-"""mmfir.runtime: torch-free inference (numpy, onnxruntime, PIL). Heavy parts are imported lazily."""
+"""mmfir.runtime: the deployable, torch-free core (numpy, onnxruntime, PIL; OpenVINO, TensorRT optional).
+
+Network specs and their graph, the bundle, backends (TensorRT engine build and cache included),
+the pipeline with preprocessing and tiling, image I/O, errors, file plumbing, and Triton serving.
+It imports nothing of ``mmfir.models``, ``mmfir.export``, ``mmfir.measure`` or ``mmfir.cli`` (checked
+by the import-linter contracts in pyproject.toml).
+"""
 from .errors import (BackendUnavailable, BundleError, CheckpointError, ConfigError, ImageError, MmfirError,
                      ValidationError)
-from .spec import CONTRACTS, ENCODER, RESTORER, NetworkSpec, Precision, TensorSpec, network_specs
+from .spec import CONTRACTS, ENCODER, RESTORER, Graph, NetworkSpec, Precision, TensorSpec, network_specs
 
-__all__ = ["BackendUnavailable", "BundleError", "CONTRACTS", "CheckpointError", "ConfigError", "ENCODER",
+__all__ = ["BackendUnavailable", "BundleError", "CONTRACTS", "CheckpointError", "ConfigError", "ENCODER", "Graph",
            "ImageError", "MmfirError", "NetworkSpec", "Precision", "RESTORER", "TensorSpec", "ValidationError",
            "network_specs"]

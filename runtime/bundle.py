@@ -1,50 +1,44 @@
 """The bundle: a directory the runtime needs and nothing else.
 
     BUNDLE/
-      manifest.json            format, config, class names, IO specs, hashes, versions, validation
+      manifest.json            format, config, class names, network specs, hashes, versions, validation
       encoder.onnx  restorer.onnx  encoder.fp16.onnx  restorer.fp16.onnx
       engines/                 TensorRT plans (+ timing cache), keyed by engine cache keys
 
 Only a bundle whose manifest says ``"valid": true`` (export validation passed) is used, and every
-file's SHA-256 is checked against the manifest before a session is created from it.
+file's SHA-256 is checked against the manifest before a session is created from it. Changes to the
+manifest after export (engine records) are read-modify-writes under a lock on ``.manifest.lock``,
+so two processes building engines at once both keep their records.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
-import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .errors import BundleError
-from .spec import NETWORKS, NetworkSpec, Precision
+from .files import sha256_file, write_json_atomic
+from .spec import Graph, NetworkSpec, Precision
 
-FORMAT = "mmfir-bundle/1"
+FORMAT_VERSION = 2  # 2: inputs declare their sources (the graph)
+FORMAT = f"mmfir-bundle/{FORMAT_VERSION}"
 MANIFEST = "manifest.json"
+LOCK = ".manifest.lock"
+ENGINES_DIR = "engines"
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def write_json_atomic(path: str | Path, data: dict) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def read_manifest(path: Path) -> dict:
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BundleError(f"{path.parent} has no {MANIFEST}: not an mmfir bundle "
+                          "(create one with `mmfir export`)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BundleError(f"{path} is corrupt ({err}); re-export the bundle with `mmfir export --force`") from None
 
 
 @dataclass
@@ -56,20 +50,15 @@ class Bundle:
     @classmethod
     def open(cls, root: str | Path, require_valid: bool = True) -> "Bundle":
         root = Path(root)
-        path = root / MANIFEST
         if not root.is_dir():
             raise BundleError(f"bundle not found: {root} (create one with `mmfir export CHECKPOINT --out {root}`)")
-        try:
-            manifest = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise BundleError(f"{root} has no {MANIFEST}: not an mmfir bundle (create one with `mmfir export`)") from None
-        except json.JSONDecodeError as err:
-            raise BundleError(f"{path} is corrupt ({err}); re-export the bundle with `mmfir export --force`") from None
+        manifest = read_manifest(root / MANIFEST)
         if manifest.get("format") != FORMAT:
-            raise BundleError(f"{path}: unsupported bundle format {manifest.get('format')!r} (expected {FORMAT}); "
-                              "re-export with this mmfir version")
+            raise BundleError(f"{root / MANIFEST}: bundle format {manifest.get('format')!r}, this mmfir reads "
+                              f"{FORMAT}; re-export it with `mmfir export --force`")
         if require_valid and not manifest.get("valid", False):
-            raise BundleError(f"bundle {root} did not pass export validation ({manifest.get('validation', {}).get('summary', 'no validation recorded')}); "
+            summary = manifest.get("validation", {}).get("summary", "no validation recorded")
+            raise BundleError(f"bundle {root} did not pass export validation ({summary}); "
                               "fix the model or re-export, do not deploy it")
         return cls(root, manifest)
 
@@ -90,31 +79,33 @@ class Bundle:
     def specs(self) -> dict[str, NetworkSpec]:
         return {name: NetworkSpec.from_json(d) for name, d in self.manifest["networks"].items()}
 
+    @functools.cached_property
+    def graph(self) -> Graph:
+        return Graph(self.specs)
+
     def precisions(self) -> list[Precision]:
         """Precisions whose ONNX graphs are in the bundle for every network."""
-        out = []
-        for p in (Precision.FP32, Precision.FP16):
-            if all(self.specs[n].onnx_file(p) in self.manifest["files"] for n in NETWORKS):
-                out.append(p)
-        return out
+        return [p for p in (Precision.FP32, Precision.FP16)
+                if all(spec.onnx_file(p) in self.manifest["files"] for spec in self.specs.values())]
 
     @property
     def engines_dir(self) -> Path:
-        return self.root / "engines"
+        return self.root / ENGINES_DIR
 
     # --- files ------------------------------------------------------------------------------
     def onnx_path(self, network: str, precision: Precision = Precision.FP32, verify: bool = True) -> Path:
-        """Path of a network's ONNX graph at a precision; checked against the manifest's SHA-256."""
+        """Path of a network's ONNX graph at a precision; checked against the manifest's SHA-256.
+
+        BF16 (and any execution-only precision) runs on the FP32 graph."""
         precision = Precision.parse(precision)
-        name = self.specs[network].onnx_file(Precision.FP32 if precision == Precision.BF16 else precision)
+        name = self.specs[network].onnx_file(precision if precision == Precision.FP16 else Precision.FP32)
         if name not in self.manifest["files"]:
             have = ", ".join(p.value for p in self.precisions())
             raise BundleError(f"bundle {self.root} has no {precision.value} graph for the {network} "
                               f"(it has: {have}); re-export without --no-fp16")
-        path = self.root / name
         if verify:
             self.verify_file(name)
-        return path
+        return self.root / name
 
     def verify_file(self, name: str) -> None:
         if name in self._verified:
@@ -134,7 +125,25 @@ class Bundle:
         for name in self.manifest["files"]:
             self.verify_file(name)
 
+    @contextlib.contextmanager
+    def locked(self):
+        """An exclusive lock on the bundle's manifest (other processes wait)."""
+        with open(self.root / LOCK, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def edit_manifest(self, edit: Callable[[dict], None]) -> dict:
+        """Re-read manifest.json under the lock, apply ``edit`` to it, write it back atomically."""
+        with self.locked():
+            manifest = read_manifest(self.root / MANIFEST)
+            edit(manifest)
+            write_json_atomic(self.root / MANIFEST, manifest)
+        self.manifest = manifest
+        return manifest
+
     def update_manifest(self, **entries) -> None:
-        """Merge top-level entries into manifest.json (atomic rewrite)."""
-        self.manifest.update(entries)
-        write_json_atomic(self.root / MANIFEST, self.manifest)
+        """Merge top-level entries into manifest.json (locked read-modify-write)."""
+        self.edit_manifest(lambda manifest: manifest.update(entries))

@@ -22,8 +22,9 @@ import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from .bundle import Bundle, sha256_file
-from .errors import BackendUnavailable, ConfigError
+from .bundle import Bundle
+from .errors import BackendUnavailable, ConfigError, MmfirError, TileError
+from .files import sha256_file
 from .spec import NetworkSpec, Precision
 
 ENGINES = "engines"                 # manifest entry
@@ -234,8 +235,11 @@ def _suggested(spec: NetworkSpec, name: str, shapes: Shapes, shape: tuple[int, .
     return f"--profile {spec.name}:{name}={format_shapes((lo, shapes[1], hi))}"
 
 
-def profile_violation(spec: NetworkSpec, name: str, shape: tuple[int, ...], shapes: Shapes) -> str | None:
-    """A one-line message when ``shape`` lies outside the engine's (min, opt, max), else None."""
+def profile_violation(spec: NetworkSpec, name: str, shape: tuple[int, ...], shapes: Shapes) -> MmfirError | None:
+    """The error to raise when ``shape`` lies outside the engine's (min, opt, max), else None.
+
+    A tile that does not fit is the image's problem (TileError: a smaller --tile fixes it); a batch or
+    other shape that does not fit is the caller's (BackendUnavailable: rebuild the engine)."""
     lo, _, hi = shapes
     if all(a <= d <= b for a, d, b in zip(lo, shape, hi)):
         return None
@@ -246,17 +250,17 @@ def profile_violation(spec: NetworkSpec, name: str, shape: tuple[int, ...], shap
         size = "x".join(str(shape[i]) for i in spatial)
         if any(shape[i] > hi[i] for i in spatial):
             bound = "x".join(str(hi[i]) for i in spatial)
-            return (f"{spec.name}: tile {size} exceeds the engine profile max {bound}: rebuild with {fix} "
-                    f"or use --tile {min(hi[i] for i in spatial)}")
+            return TileError(f"{spec.name}: tile {size} exceeds the engine profile max {bound}: rebuild with {fix} "
+                             f"or use --tile {min(hi[i] for i in spatial)}")
         bound = "x".join(str(lo[i]) for i in spatial)
-        return f"{spec.name}: tile {size} is below the engine profile min {bound}: rebuild with {fix}"
+        return TileError(f"{spec.name}: tile {size} is below the engine profile min {bound}: rebuild with {fix}")
     batch = [i for i, a in axes.items() if a == "batch"]
     if batch and not lo[batch[0]] <= shape[batch[0]] <= hi[batch[0]]:
         b = batch[0]
-        return (f"{spec.name}: batch {shape[b]} is outside the engine profile range {lo[b]}..{hi[b]}: "
-                f"rebuild with {fix} or run smaller batches")
-    return (f"{spec.name}: input {name} shape {format_shape(shape)} is outside the engine profile "
-            f"{format_shape(lo)}..{format_shape(hi)}: rebuild with {fix}")
+        return BackendUnavailable(f"{spec.name}: batch {shape[b]} is outside the engine profile range "
+                                  f"{lo[b]}..{hi[b]}: rebuild with {fix} or run smaller batches")
+    return BackendUnavailable(f"{spec.name}: input {name} shape {format_shape(shape)} is outside the engine "
+                              f"profile {format_shape(lo)}..{format_shape(hi)}: rebuild with {fix}")
 
 
 # --- keys, records, staleness ---------------------------------------------------------------------
@@ -344,16 +348,22 @@ def stale_message(bundle: Bundle, status: EngineStatus) -> str:
 
 
 def record_engine(bundle: Bundle, key: EngineKey, plan: Path, build_seconds: float, **extra) -> dict:
-    """Write the engine's record into the manifest; the plan it replaces is deleted."""
+    """Write the engine's record into the manifest (locked read-modify-write: concurrent builds of other
+    engines keep theirs); the plan it replaces is deleted."""
     import datetime
 
     record = {"file": plan.name, "key": key.to_json(), "plan_sha256": sha256_file(plan),
               "plan_bytes": plan.stat().st_size, "build_seconds": round(float(build_seconds), 3),
               "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), **extra}
-    engines = {net: dict(recs) for net, recs in bundle.manifest.get(ENGINES, {}).items()}
-    old = engines.setdefault(key.network, {}).get(key.precision)
-    engines[key.network][key.precision] = record
-    bundle.update_manifest(**{ENGINES: engines})
+    replaced = {}
+
+    def edit(manifest: dict) -> None:
+        records = manifest.setdefault(ENGINES, {}).setdefault(key.network, {})
+        replaced["old"] = records.get(key.precision)
+        records[key.precision] = record
+
+    bundle.edit_manifest(edit)
+    old = replaced["old"]
     if old and Path(old.get("file", "")).name not in ("", plan.name):
         (bundle.engines_dir / Path(old["file"]).name).unlink(missing_ok=True)
     return record

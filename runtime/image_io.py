@@ -11,12 +11,10 @@ result back in kind:
 - CMYK, YCbCr, LAB, HSV are converted to RGB and written as RGB. Palette images are written as RGB(A).
 - Pillow decodes 16-bit *RGB* PNGs to 8 bits, so those come out 8-bit (a Pillow limitation).
 
-A file larger than ``max_pixels`` is refused before its pixels are decoded (decompression bombs).
+Writes go through ``files.atomic_write``. A file larger than ``max_pixels`` is refused before its pixels are decoded (decompression bombs).
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
+from .files import atomic_write
 
 DEFAULT_MAX_PIXELS = 100_000_000  # 100 MP: 10000 x 10000
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".ppm", ".pgm", ".pnm")
@@ -184,18 +183,11 @@ def output_name(input_path: Path, like: DecodedImage | None = None) -> str:
 
 
 def save_image(img: Image.Image, path: str | Path, icc_profile: bytes | None = None) -> Path:
-    """Write atomically (temporary name in the same folder, then rename); format from the suffix."""
+    """Write atomically (temporary name in the same folder, then rename; mode per the umask); format
+    from the suffix."""
     path = Path(path)
     fmt = WRITE_FORMATS.get(path.suffix.lower(), "PNG")
     options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
     if icc_profile and fmt in ("PNG", "JPEG", "TIFF", "WEBP"):
         options["icc_profile"] = icc_profile
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format=fmt, **options)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(path, lambda f: img.save(f, format=fmt, **options))

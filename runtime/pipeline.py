@@ -1,22 +1,23 @@
-"""The restoration pipeline: CLIP preprocessing -> encoder -> restorer (padded or tiled) -> result.
+"""The restoration pipeline: CLIP preprocessing -> per-image networks -> spatial networks (padded or tiled).
 
-The encoder sees each whole image once (preprocessed from the full image); the restorer runs on the
-whole image (reflect-padded to its multiple, cropped back) or on overlapping tiles (runtime/tiling.py).
-Images of the same size are batched through the encoder, and through the restorer when untiled.
+The wiring comes from the bundle's graph (``runtime/spec.py``): the per-image networks (the encoder)
+see each whole image once, CLIP-preprocessed; the spatial networks (the restorer) run on the whole
+image reflect-padded to their multiple, or on overlapping tiles (``runtime/tiling.py``), each tile fed
+its image's per-image outputs (the mmf tokens). Images of the same size share batches.
 """
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .backends.base import Backend
+from .errors import UsageError
 from .image_io import DecodedImage, from_array
 from .preprocess import ClipPreprocess
-from .spec import ENCODER, RESTORER
-from .tiling import padded_batch, plan_tiles, restore_tiled, round_tile
+from .spec import CLIP_IMAGE, PIXELS, rows
+from .tiling import check_tiling, padded_batch, plan_tiles, restore_tiled, round_tile
+from .timing import timed
 
 DEFAULT_TILE = 512
 DEFAULT_OVERLAP = 32
@@ -42,23 +43,18 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-@contextmanager
-def timed(timings: dict, stage: str):
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
-
-
 class Pipeline:
     def __init__(self, backend: Backend, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
                  batch: int = DEFAULT_BATCH):
         self.backend = backend
+        self.graph = backend.bundle.graph
         self.class_names = backend.bundle.class_names
         self.preprocess = ClipPreprocess.from_bundle(backend.bundle)
-        self.multiple = backend.specs[RESTORER].multiple
-        self.tile, self.overlap, self.batch = tile, overlap, max(1, batch)
+        self.multiple = self.graph.multiple
+        if batch < 1:
+            raise UsageError(f"--batch must be at least 1, got {batch}")
+        check_tiling(tile, overlap, self.multiple)
+        self.tile, self.overlap, self.batch = tile, overlap, batch
 
     def restore(self, images: list[DecodedImage | np.ndarray]) -> list[RestoreResult]:
         """Restore images of any sizes; same-size images share batches. Results in input order."""
@@ -77,13 +73,13 @@ class Pipeline:
     def restore_same_size(self, images: list[DecodedImage]) -> list[RestoreResult]:
         timings: dict[str, float] = {}
         with timed(timings, "preprocess"):
-            clip = np.stack([self.preprocess(im) for im in images])
+            values = {CLIP_IMAGE: np.stack([self.preprocess(im) for im in images])}
         with timed(timings, "encoder"):
-            enc = self.backend.run(ENCODER, {"image": clip})
+            values = self.graph.run(self.backend.run, values, self.graph.per_image)
         with timed(timings, "restorer"):
-            restored = self.run_restorer(images, enc["mmf"])
+            restored = self.run_spatial(images, values)
         share = {k: v / len(images) for k, v in timings.items()}
-        probs = softmax(enc["degradation_logits"])
+        probs = softmax(values[self.graph.logits])
         return [RestoreResult(r, self.class_names[int(np.argmax(p))],
                               {n: float(v) for n, v in zip(self.class_names, p)}, dict(share))
                 for r, p in zip(restored, probs)]
@@ -91,19 +87,22 @@ class Pipeline:
     def is_tiled(self, height: int, width: int) -> bool:
         return len(plan_tiles(height, width, round_tile(self.tile, self.multiple), self.overlap)) > 1
 
-    def run_restorer(self, images: list[DecodedImage], mmf: np.ndarray) -> list[np.ndarray]:
-        """Untiled: one batch; tiled: each image's tiles batched, with its own mmf tokens."""
-        if not self.is_tiled(images[0].height, images[0].width):
-            out = self.restorer_fn(mmf)(padded_batch(images, self.multiple))[..., :images[0].height, :images[0].width]
+    def run_spatial(self, images: list[DecodedImage], values: dict) -> list[np.ndarray]:
+        """Untiled: one batch; tiled: each image's tiles batched, with its own per-image values."""
+        h, w = images[0].height, images[0].width
+        if not self.is_tiled(h, w):
+            out = self.spatial_fn(values)(padded_batch(images, self.multiple))[..., :h, :w]
             return [np.moveaxis(o, 0, 2) for o in out]
-        return [restore_tiled(self.restorer_fn(mmf[i:i + 1]), im.pixels, 1.0 / im.max_value, self.tile,
+        return [restore_tiled(self.spatial_fn(rows(values, i)), im.pixels, 1.0 / im.max_value, self.tile,
                               self.overlap, self.multiple, self.batch)
                 for i, im in enumerate(images)]
 
-    def restorer_fn(self, mmf: np.ndarray):
-        """run(images [N, 3, h, w]) through the restorer with mmf (one row per image, or one for all)."""
-        def run(x: np.ndarray) -> np.ndarray:
-            tokens = mmf if mmf.shape[0] == x.shape[0] else np.repeat(mmf[:1], x.shape[0], axis=0)
-            return self.backend.run(RESTORER, {"image": x, "mmf": tokens})["restored"]
+    def spatial_fn(self, values: dict):
+        """run(pixels [N, 3, h, w]) -> restored, with ``values`` (one row per pixel row, or one for all)."""
+        def run(pixels: np.ndarray) -> np.ndarray:
+            n = pixels.shape[0]
+            given = {k: v for k, v in values.items() if k != CLIP_IMAGE}
+            fed = given if all(v.shape[0] == n for v in given.values()) else rows(given, 0, n)
+            out = self.graph.run(self.backend.run, {**fed, PIXELS: pixels}, self.graph.spatial)
+            return out[self.graph.restored]
         return run
-

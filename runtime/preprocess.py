@@ -5,7 +5,7 @@
   torchvision's rounding, /255, (x - mean) / std. 16-bit images are resized per channel in
   PIL's float mode (no 8-bit rounding; clipped to [0, 1] like PIL's 8-bit resize).
 - ``crop``: centre crop of ``image_size`` at native resolution, reflect-padded when smaller,
-  equal to ``MMFIR.clip_input`` in models/system.py.
+  equal to ``MMFIR.clip_input`` of the torch model.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from .errors import BundleError
 from .image_io import DecodedImage
 
 MODES = ("resize", "crop")
@@ -43,7 +44,8 @@ class ClipPreprocess:
             # crop the stored pixels first, then scale: no float copy of the whole image
             x = center_crop_or_pad(image.pixels, self.image_size).astype(np.float32) / np.float32(image.max_value)
         else:
-            raise ValueError(f"unknown preprocess mode {self.mode!r}; choose one of {', '.join(MODES)}")
+            raise BundleError(f"unknown preprocess mode {self.mode!r} in the bundle; this mmfir knows "
+                              f"{', '.join(MODES)}: re-export the bundle with this version")
         return normalize(x, self.mean, self.std)
 
 

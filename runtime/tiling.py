@@ -18,6 +18,8 @@ from typing import Callable
 
 import numpy as np
 
+from .errors import UsageError
+
 # run(images [N, 3, h, w] float32) -> restored [N, 3, h, w]
 RunTiles = Callable[[np.ndarray], np.ndarray]
 
@@ -73,6 +75,23 @@ def round_tile(tile: int, multiple: int) -> int:
     if tile <= 0:
         return 0
     return max(multiple, tile - tile % multiple)
+
+
+def check_tiling(tile: int, overlap: int, multiple: int) -> None:
+    """Refuse tile settings that cannot work (or would run for hours), naming values that would.
+
+    A tile must be 0 (whole image) or at least ``max(multiple, 2 * overlap)`` pixels: each tile ramps
+    over ``overlap`` pixels on both sides, and tiles advance by ``tile - overlap``.
+    """
+    if overlap < 0:
+        raise UsageError(f"--overlap must be 0 or more pixels, got {overlap}")
+    if tile < 0:
+        raise UsageError(f"--tile must be 0 (whole image) or a positive tile size, got {tile}")
+    smallest = max(multiple, 2 * overlap)
+    if tile > 0 and (tile < smallest or round_tile(tile, multiple) < 2 * overlap):
+        raise UsageError(f"--tile {tile} is too small: tiles must be at least {smallest} pixels (the restorer "
+                         f"works on multiples of {multiple}, and --overlap {overlap} is blended on both sides); "
+                         f"use --tile {max(smallest, 512)}, a smaller --overlap, or --tile 0 for the whole image")
 
 
 def pad_to_multiple(images: np.ndarray, multiple: int) -> np.ndarray:

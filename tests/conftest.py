@@ -1,18 +1,24 @@
-"""Shared fixtures: tiny models with seeded random weights, real photos from scikit-image."""
+"""Shared fixtures: tiny models with seeded random weights, real photos from scikit-image.
+
+The whole session runs with its own empty ``MMFIR_CACHE`` (set before any test imports mmfir), so no
+test can pass against a bundle, autotune record or compiled model that an earlier run or older code
+left in the user's cache; subprocesses inherit it.
+"""
 from __future__ import annotations
 
-import importlib.util
+import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
 
+_CACHE = tempfile.mkdtemp(prefix="mmfir-test-cache-")
+os.environ["MMFIR_CACHE"] = _CACHE
 
-def have(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
 
-
-requires_torch = pytest.mark.skipif(not (have("torch") and have("open_clip")),
-                                    reason="needs mmfir[export] (torch, open_clip)")
+def pytest_unconfigure(config):
+    shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,15 @@
 """onnxruntime backends: ``ort-cpu`` (FP32 or FP16 graph), ``ort-cuda`` and ``ort-trt`` (onnxruntime-gpu).
 
-Sessions are created lazily, one per network, from the bundle's hash-checked ONNX file. A requested
-execution provider that onnxruntime dropped (it falls back to CPU silently when a provider library
-cannot load) is a BackendUnavailable error, never a silent fallback.
+Sessions are created lazily, one per network, from the bundle's hash-checked ONNX file, by
+``ort_session`` (export validation creates its sessions with the same function, so what was validated
+is what runs). A requested execution provider that onnxruntime dropped (it falls back to CPU silently
+when a provider library cannot load) is a BackendUnavailable error, never a silent fallback.
 
 Options (``create_backend(..., **options)``):
   optimization: "all" | "extended" | "basic" | "disable" (default: the level export validated with, from
-                the manifest; else "extended": "all" only adds the NCHWc layout transform, which
-                crashed ORT CPU on an FP16 ViT and made the tiny FP32 restorer 40 % slower here)
+                the manifest; else "extended": "all" only adds the NCHWc layout transform, which crashed
+                ORT CPU on an FP16 ViT and made the tiny FP32 restorer 29 % slower here: 400 -> 284 ms
+                at 512², 2 threads; base restorer and encoder unchanged within 2 %)
   disabled_optimizers: list of ORT optimizer names to switch off (e.g. ["NchwcTransformer"])
   mem_pattern: bool (default False: halves peak memory on dynamic tile shapes, same speed)
   inter_op_threads: int; provider_options: dict merged into the requested provider's options
@@ -18,17 +20,19 @@ import base64
 import functools
 import importlib.metadata
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 
-from ..errors import BackendUnavailable
+from ..errors import BackendUnavailable, UsageError
 from ..spec import Precision
 from .base import Backend
 
 # A 69-byte ONNX model (y = Identity(x)) used to check that a provider really loads.
 _PROBE_MODEL = base64.b64decode("CAg6OwoQCgF4EgF5IghJZGVudGl0eRIFcHJvYmVaDwoBeBIKCggIARIECgIIAWIPCgF5EgoK"
                                 "CAgBEgQKAggBQgQKABAR")
-_LEVELS = ("disable", "basic", "extended", "all")
+LEVELS = ("disable", "basic", "extended", "all")
+DEFAULT_LEVEL = "extended"
 
 
 def _ort():
@@ -62,8 +66,45 @@ def provider_status(provider: str) -> tuple[bool, str]:
     return True, ""
 
 
+def session_options(level: str = DEFAULT_LEVEL, threads: int | None = None, mem_pattern: bool = False,
+                    inter_op_threads: int | None = None):
+    ort = _ort()
+    level = str(level).lower()
+    if level not in LEVELS:
+        raise UsageError(f"unknown onnxruntime optimization level {level!r}; choose one of {', '.join(LEVELS)}")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[level]
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+    # ORT's memory pattern pre-plans one block per input shape: with dynamic tile shapes it doubled peak
+    # RSS (4 x 512² restorer tiles: 1.6 GB -> 0.85 GB without it) at the same speed on this CPU
+    opts.enable_mem_pattern = bool(mem_pattern)
+    if inter_op_threads:
+        opts.inter_op_num_threads = int(inter_op_threads)
+    opts.log_severity_level = 3
+    return opts
+
+
+def ort_session(path: str | Path, options=None, providers=None, disabled_optimizers=None):
+    """An InferenceSession on ``path``; the first requested provider must really be active."""
+    options = options if options is not None else session_options()
+    providers = providers or ["CPUExecutionProvider"]
+    kwargs = {"disabled_optimizers": list(disabled_optimizers)} if disabled_optimizers else {}
+    session = _ort().InferenceSession(str(path), options, providers=providers, **kwargs)
+    wanted = providers[0][0] if isinstance(providers[0], tuple) else providers[0]
+    if wanted not in session.get_providers():
+        raise BackendUnavailable(f"onnxruntime dropped {wanted} for {Path(path).name} "
+                                 f"(active: {', '.join(session.get_providers())}); not falling back")
+    return session
+
+
 class OrtBackend(Backend):
     provider = "CPUExecutionProvider"
+    precisions = (Precision.FP32, Precision.FP16)
 
     def __init__(self, bundle, precision=Precision.FP32, threads=None, **options):
         super().__init__(bundle, precision, threads, **options)
@@ -73,47 +114,25 @@ class OrtBackend(Backend):
     def available(cls) -> tuple[bool, str]:
         return provider_status(cls.provider)
 
-    def session_options(self):
-        ort = _ort()
-        opts = ort.SessionOptions()
-        level = str(self.options.get("optimization") or self.default_optimization()).lower()
-        if level not in _LEVELS:
-            raise BackendUnavailable(f"unknown optimization level {level!r}; choose one of {', '.join(_LEVELS)}")
-        opts.graph_optimization_level = {
-            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[level]
-        if self.threads:
-            opts.intra_op_num_threads = int(self.threads)
-        # ORT's memory pattern pre-plans one block per input shape: with dynamic tile shapes it doubled peak
-        # RSS (4 x 512² restorer tiles: 1.6 GB -> 0.85 GB without it) at the same speed on this CPU
-        opts.enable_mem_pattern = bool(self.options.get("mem_pattern", False))
-        if self.options.get("inter_op_threads"):
-            opts.inter_op_num_threads = int(self.options["inter_op_threads"])
-        opts.log_severity_level = 3
-        return opts
-
     def default_optimization(self) -> str:
         """The level export validated with (manifest), else "extended"."""
         validated = (self.bundle.manifest.get("onnxruntime") or {}).get("graph_optimization_level") or {}
-        return validated.get(self.precision.value) or "extended"
+        return validated.get(self.precision.value) or DEFAULT_LEVEL
 
     def providers(self) -> list:
         """Providers requested for a session, most preferred first."""
         return [(self.provider, dict(self.options.get("provider_options") or {}))]
 
+    def session_options(self):
+        o = self.options
+        return session_options(o.get("optimization") or self.default_optimization(), self.threads,
+                               o.get("mem_pattern", False), o.get("inter_op_threads"))
+
     def session(self, network: str):
         if network not in self.sessions:
-            path = self.bundle.onnx_path(network, self.precision)
-            kwargs = {}
-            if self.options.get("disabled_optimizers"):
-                kwargs["disabled_optimizers"] = list(self.options["disabled_optimizers"])
-            session = _ort().InferenceSession(str(path), self.session_options(), providers=self.providers(), **kwargs)
-            if self.provider not in session.get_providers():
-                raise BackendUnavailable(f"{self.name}: onnxruntime dropped {self.provider} for {path.name} "
-                                         f"(active: {', '.join(session.get_providers())}); not falling back")
-            self.sessions[network] = session
+            self.sessions[network] = ort_session(self.bundle.onnx_path(network, self.precision),
+                                                 self.session_options(), self.providers(),
+                                                 self.options.get("disabled_optimizers"))
         return self.sessions[network]
 
     def run(self, network: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -130,13 +149,13 @@ class OrtBackend(Backend):
 class OrtCpuBackend(OrtBackend):
     name = "ort-cpu"
     provider = "CPUExecutionProvider"
-    precisions = (Precision.FP32, Precision.FP16)
+    priority = 10
 
 
 class OrtCudaBackend(OrtBackend):
     name = "ort-cuda"
     provider = "CUDAExecutionProvider"
-    precisions = (Precision.FP32, Precision.FP16)
+    priority = 30
 
     def providers(self) -> list:
         return super().providers() + ["CPUExecutionProvider"]
@@ -147,7 +166,7 @@ class OrtTensorrtBackend(OrtBackend):
 
     name = "ort-trt"
     provider = "TensorrtExecutionProvider"
-    precisions = (Precision.FP32, Precision.FP16)
+    priority = 40
 
     def providers(self) -> list:
         cache = self.bundle.engines_dir / "ort-trt"

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cpu import bf16_support
 from ..errors import BackendUnavailable
+from ..files import local_or_cache
 from ..spec import Precision
 from .base import Backend
 
@@ -50,39 +52,52 @@ def import_openvino():
     return sys.modules["openvino"]
 
 
+@functools.lru_cache(maxsize=1)
 def _core():
     return import_openvino().Core()
 
 
-@functools.lru_cache(maxsize=1)
-def cpu_supports_bf16() -> bool:
-    try:
-        return "BF16" in _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-    except Exception:  # noqa: BLE001 - any failure means "no"
-        return False
-
-
 def default_cache_dir(bundle_root: Path) -> Path:
-    """``BUNDLE/ov_cache`` when writable, else a per-user cache folder."""
-    local = bundle_root / "ov_cache"
-    if os.access(bundle_root, os.W_OK):
-        return local
-    base = Path(os.environ.get("MMFIR_CACHE", Path.home() / ".cache" / "mmfir"))
-    return base / "ov_cache" / bundle_root.resolve().name
+    """``BUNDLE/ov_cache`` when the bundle is writable, else a per-user cache folder."""
+    return local_or_cache(bundle_root, "ov_cache", "ov_cache", bundle_root.resolve().name)
+
+
+def compile_config(precision: Precision, threads: int | None = None, cache_dir: Path | None = None) -> dict:
+    """OpenVINO CPU properties: the precision hint (explicit f32: the default on BF16 CPUs is BF16)."""
+    cfg = {"INFERENCE_PRECISION_HINT": _HINT[Precision.parse(precision)], "PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        cfg["INFERENCE_NUM_THREADS"] = int(threads)
+    if cache_dir is not None:
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            cfg["CACHE_DIR"] = str(cache_dir)
+        except OSError:
+            pass  # no cache: compile every time
+    return cfg
+
+
+def compile_onnx(path: str | Path, precision: Precision, threads: int | None = None, cache_dir: Path | None = None):
+    """An infer request for one ONNX file (used by the backend and by export validation alike)."""
+    # compiling from the path lets a cache hit skip reading the ONNX graph altogether
+    return _core().compile_model(str(path), "CPU", compile_config(precision, threads, cache_dir)).create_infer_request()
+
+
+def infer(request, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
+    request.infer({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds.items()})
+    return {name: np.array(request.get_tensor(name).data, dtype=np.float32, copy=True) for name in output_names}
 
 
 class OpenVinoBackend(Backend):
     name = "ov-cpu"
     precisions = (Precision.FP32, Precision.BF16)
+    priority = 20
 
     def __init__(self, bundle, precision=Precision.FP32, threads=None, cache_dir=None, **options):
         super().__init__(bundle, precision, threads, **options)
-        if self.precision == Precision.BF16 and not cpu_supports_bf16():
-            raise BackendUnavailable("ov-cpu bf16 needs a CPU with BF16 support (AVX512_BF16 or AMX); "
-                                     "this CPU has none: use --precision fp32")
-        self.core = _core()
+        ok, why = self.supports(self.precision)
+        if not ok:
+            raise BackendUnavailable(f"ov-cpu cannot run {self.precision.value} here: {why}; use --precision fp32")
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(bundle.root)
-        self._compiled: dict[str, object] = {}
         self._requests: dict[str, object] = {}
 
     @classmethod
@@ -91,56 +106,22 @@ class OpenVinoBackend(Backend):
             return False, "OpenVINO is not installed: pip install 'mmfir[openvino]'"
         return True, ""
 
-    def _config(self) -> dict:
-        cfg = {"INFERENCE_PRECISION_HINT": _HINT[self.precision], "PERFORMANCE_HINT": "LATENCY"}
-        if self.threads:
-            cfg["INFERENCE_NUM_THREADS"] = int(self.threads)
-        try:
-            self.cache_dir.mkdir(parents=True, exist_ok=True)
-            cfg["CACHE_DIR"] = str(self.cache_dir)
-        except OSError:
-            pass  # no cache: compile every time
-        return cfg
+    @classmethod
+    def supports(cls, precision) -> tuple[bool, str]:
+        ok, why = super().supports(precision)
+        if ok and Precision.parse(precision) == Precision.BF16:
+            ok, why = bf16_support()
+        return ok, why
 
     def _request(self, network: str):
         if network not in self._requests:
             path = self.bundle.onnx_path(network, Precision.FP32)  # BF16 is an execution hint on FP32
-            # compiling from the path lets a cache hit skip reading the ONNX graph altogether
-            compiled = self.core.compile_model(str(path), "CPU", self._config())
-            self._compiled[network] = compiled
-            self._requests[network] = compiled.create_infer_request()
+            self._requests[network] = compile_onnx(path, self.precision, self.threads, self.cache_dir)
         return self._requests[network]
 
     def run(self, network: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feeds = self.check_feeds(network, feeds)
-        request = self._request(network)
-        request.infer(feeds)
-        return {name: np.array(request.get_tensor(name).data, dtype=np.float32, copy=True)
-                for name in self.specs[network].output_names}
+        return infer(self._request(network), feeds, self.specs[network].output_names)
 
     def close(self) -> None:
         self._requests.clear()
-        self._compiled.clear()
-
-
-def check_onnx_file(path, spec, feeds_list, reference, precision=Precision.BF16, threads=None) -> list:
-    """Export-validation hook: OpenVINO on one ONNX file vs a reference, per ``precision``'s contract.
-
-    ``reference(feeds) -> outputs`` (e.g. torch FP32 on the same feeds); returns every Check (see
-    runtime/checks.py). BF16 on a CPU without BF16 is a BackendUnavailable error, never a silent FP32 run.
-    """
-    from ..checks import check_outputs
-
-    precision = Precision.parse(precision)
-    if precision == Precision.BF16 and not cpu_supports_bf16():
-        raise BackendUnavailable("OpenVINO BF16 validation needs a CPU with BF16 support (AVX512_BF16 or AMX)")
-    config = {"INFERENCE_PRECISION_HINT": _HINT[precision], **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
-    request = _core().compile_model(str(path), "CPU", config).create_infer_request()
-    checks = []
-    for feeds in feeds_list:
-        request.infer({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in feeds.items()})
-        got = {n: np.array(request.get_tensor(n).data, copy=True) for n in spec.output_names}
-        shapes = ",".join("x".join(map(str, v.shape)) for v in feeds.values())
-        checks += check_outputs(spec, reference(feeds), got, precision,
-                                pair=f"ov-cpu/{precision.value} vs torch/fp32 @ {shapes}")
-    return checks

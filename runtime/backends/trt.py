@@ -2,7 +2,7 @@
 
 At start the engine of each network is looked up in the manifest and checked against this machine
 (TensorRT version, GPU, compute capability), the ONNX hash, the precision, the profile and the plan's
-hash (``runtime.engine_cache``). A stale or missing engine is rebuilt (``mmfir.export.trt_build``,
+hash (``runtime.engine_cache``). A stale or missing engine is rebuilt (``runtime.engine_build``,
 imported only then) or, with ``no_build=True``, refused with a one-line error. Inputs and outputs are
 bound by the network spec's names; input shapes are set per call and checked against the engine's
 profile first. TrtRunner keeps its device buffers across calls (reallocating only when a tensor
@@ -16,15 +16,16 @@ import numpy as np
 
 from ..engine_cache import (DeviceFacts, Profile, check_engine, engine_key, polygraphy_logging, profile_violation,
                             profiles_from_options, stale_message, trt_status, wanted_profile)
-from ..errors import BackendUnavailable, BundleError, ImageError
+from ..errors import BundleError
 from ..progress import step_log
-from ..spec import NETWORKS, Precision
+from ..spec import Precision
 from .base import Backend
 
 
 class TrtBackend(Backend):
     name = "trt"
     precisions = (Precision.FP16, Precision.FP32)
+    priority = 50
 
     def __init__(self, bundle, precision=Precision.FP16, threads=None, no_build: bool = False,
                  profile: list[str] | None = None, workspace: float | None = None, facts: DeviceFacts | None = None,
@@ -36,9 +37,9 @@ class TrtBackend(Backend):
         self._runners: dict[str, object] = {}
         self._bounds: dict[str, Profile] = {}
         self._dtypes: dict[str, dict[str, np.dtype]] = {}
-        self._locks = {network: threading.Lock() for network in NETWORKS}  # a runner's buffers serve one call at a time
+        self._locks = {network: threading.Lock() for network in self.specs}  # a runner's buffers serve one call at a time
         try:
-            for network in NETWORKS:
+            for network in self.specs:
                 self._activate(network, self._engine_path(network))
         except BaseException:
             self.close()
@@ -57,7 +58,7 @@ class TrtBackend(Backend):
             return status.path
         if self.no_build:
             raise BundleError(stale_message(self.bundle, status))
-        from mmfir.export.trt_build import build_engine  # only when an engine must be (re)built
+        from ..engine_build import build_engine  # only when an engine must be (re)built
 
         step_log(f"building the {network} {self.precision.value} TensorRT engine ({status.reason})")
         path, _ = build_engine(self.bundle, key, profile, self.facts, self.workspace, self.verbose)
@@ -93,9 +94,9 @@ class TrtBackend(Backend):
         """A shape outside the engine's profile is a one-line error naming the fix."""
         spec = self.specs[network]
         for t in spec.inputs:
-            message = profile_violation(spec, t.name, tuple(feeds[t.name].shape), self._bounds[network][t.name])
-            if message:  # a tile that does not fit is the image's problem; a batch that does not fit is the caller's
-                raise (ImageError if " tile " in message else BackendUnavailable)(message)
+            error = profile_violation(spec, t.name, tuple(feeds[t.name].shape), self._bounds[network][t.name])
+            if error is not None:
+                raise error
 
     def run(self, network: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feeds = self.check_feeds(network, feeds)

@@ -14,11 +14,11 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from ..errors import ImageError
+from ..errors import ImageError, ServerError, ServerRejected
 from ..image_io import DecodedImage
 from ..pipeline import RestoreResult
-from .repo import CLASS, ENSEMBLE, IMAGE, POSTPROCESS, PROBS, RESTORED
-from .server import ServerError
+from ..spec import IMAGE, RESTORED
+from .repo import CLASS, ENSEMBLE, POSTPROCESS, PROBS
 
 
 def parse_url(url: str) -> tuple[str, str]:
@@ -69,7 +69,7 @@ class ServerClient:
             result = self.client.infer(model or self.model, tensors, outputs=requested, **kwargs)
         except InferenceServerException as err:
             message = re.sub(r"^\[request id: [^]]*\] ", "", str(err.message())).split(" NOTE: ")[0]
-            raise ServerError(f"server at {self.address} answered: {message}") from None
+            raise ServerRejected(f"server at {self.address} answered: {message}") from None
         except OSError as err:
             raise ServerError(f"cannot reach the server at {self.address}: {err}") from None
         return {n: result.as_numpy(n) for n in outputs}
@@ -90,6 +90,7 @@ class ServerClient:
         return self._names
 
     def parameter(self, model: str, key: str) -> str:
+        """A string parameter of a served model's config."""
         config = self.client.get_model_config(model)
         config = config.get("config", config) if isinstance(config, dict) else config.config
         params = config["parameters"] if isinstance(config, dict) else config.parameters
@@ -119,3 +120,29 @@ def restore_via_server(url: str, images, model: str = ENSEMBLE, timeout: float =
     """Restore 8-bit RGB images (arrays or DecodedImages) on a running server; results in input order."""
     with ServerClient(url, model, timeout) as client:
         return [client.restore(image) for image in images]
+
+
+class ServerPipeline:
+    """The Pipeline interface (``restore(images)``, ``batch``) on a running `mmfir serve`, one image a request.
+
+    A request the server refuses (too large, 16-bit, ...) raises ImageError or ServerRejected for that
+    image: the caller fails that file and goes on; a transport failure (ServerError) concerns every file.
+    """
+
+    batch = 1
+
+    def __init__(self, url: str):
+        self.client = ServerClient(url)
+        if not self.client.ready():
+            raise ServerError(f"no ready `mmfir` model at {url}; start one with `mmfir serve REPO`")
+
+    def restore(self, images) -> list[RestoreResult]:
+        import time
+
+        results = []
+        for image in images:
+            start = time.perf_counter()
+            result = self.client.restore(image)
+            result.timings["server"] = time.perf_counter() - start
+            results.append(result)
+        return results

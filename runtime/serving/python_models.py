@@ -12,12 +12,13 @@ import json
 import numpy as np
 
 from ..bundle import Bundle
-from ..errors import MmfirError
+from ..errors import ImageError, MmfirError
 from ..image_io import DecodedImage
 from ..pipeline import softmax
 from ..preprocess import ClipPreprocess
-from ..spec import RESTORER
+from ..spec import CLIP_IMAGE, IMAGE, LOGITS, PIXELS, RESTORED
 from ..tiling import padded_batch
+from .repo import CLASS, PADDED_RESTORED, PROBS, SIZE
 
 
 def _pb():
@@ -29,7 +30,7 @@ def _pb():
 def describe(label: str, err: Exception) -> str:
     """One line for the client: our own errors as they are, anything else with its type."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    if isinstance(err, (MmfirError, ValueError)):
+    if isinstance(err, MmfirError):
         return f"{label}: {text}"
     return f"{label}: {type(err).__name__}: {text}"
 
@@ -74,34 +75,34 @@ class _Model:
 
 
 class PreprocessModel(_Model):
-    """UINT8 [B, H, W, 3] -> clip_image [B, 3, S, S], padded [B, 3, H', W'] in [0, 1], size [B, 2]."""
+    """UINT8 [B, H, W, 3] -> clip_image [B, 3, S, S], pixels [B, 3, H', W'] in [0, 1], size [B, 2]."""
 
-    label, inputs = "preprocess", ("image",)
+    label, inputs = "preprocess", (IMAGE,)
 
     def setup(self):
         self.clip = ClipPreprocess.from_bundle(self.bundle)
-        self.multiple = self.bundle.specs[RESTORER].multiple
+        self.multiple = self.bundle.graph.multiple
         self.max_side = int(self.params["max_side"])
 
     def compute(self, inputs):
-        images = inputs["image"]
+        images = inputs[IMAGE]
         check_image_batch(images, self.max_side)
         decoded = [DecodedImage(np.ascontiguousarray(im)) for im in images]
         clip = np.stack([self.clip(im) for im in decoded])
         padded = padded_batch(decoded, self.multiple)
         size = np.tile(np.asarray(images.shape[1:3], dtype=np.int32), (len(images), 1))
-        return {"clip_image": clip, "padded": np.ascontiguousarray(padded), "size": size}
+        return {CLIP_IMAGE: clip, PIXELS: np.ascontiguousarray(padded), SIZE: size}
 
 
 def check_image_batch(images: np.ndarray, max_side: int) -> None:
-    """A batch of RGB images of at least 1 pixel and at most max_side per side, or a ValueError naming why."""
+    """A batch of RGB images of at least 1 pixel and at most max_side per side, or an ImageError naming why."""
     if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"expected images [batch, height, width, 3], got shape {list(images.shape)}")
+        raise ImageError(f"expected images [batch, height, width, 3], got shape {list(images.shape)}")
     b, h, w = images.shape[:3]
     if b == 0 or h == 0 or w == 0:
-        raise ValueError(f"empty image tensor of shape {list(images.shape)}; send at least one 1x1 RGB image")
+        raise ImageError(f"empty image tensor of shape {list(images.shape)}; send at least one 1x1 RGB image")
     if max(h, w) > max_side:
-        raise ValueError(f"image of {w}x{h} pixels exceeds this server's limit of {max_side} pixels per side "
+        raise ImageError(f"image of {w}x{h} pixels exceeds this server's limit of {max_side} pixels per side "
                          "(--max-side of `mmfir serve-repo`); downscale it or restore it in-process with tiling")
 
 
@@ -148,14 +149,14 @@ class NetworkModel(_Model):
 class PostprocessModel(_Model):
     """Padded restored image, original size, logits -> restored H x W x 3, class label, probabilities."""
 
-    label, inputs = "postprocess", ("padded_restored", "size", "degradation_logits")
+    label, inputs = "postprocess", (PADDED_RESTORED, SIZE, LOGITS)
 
     def setup(self):
         self.class_names = self.bundle.class_names
 
     def compute(self, inputs):
-        (h, w), restored = inputs["size"][0], inputs["padded_restored"]
-        probs = softmax(inputs["degradation_logits"]).astype(np.float32)
+        (h, w), restored = inputs[SIZE][0], inputs[PADDED_RESTORED]
+        probs = softmax(inputs[LOGITS]).astype(np.float32)
         labels = np.array([[self.class_names[int(i)].encode()] for i in np.argmax(probs, axis=-1)], dtype=np.object_)
         cropped = np.ascontiguousarray(np.moveaxis(restored[:, :, :h, :w], 1, 3))
-        return {"restored": cropped, "degradation_class": labels, "degradation_probs": probs}
+        return {RESTORED: cropped, CLASS: labels, PROBS: probs}

@@ -1,34 +1,38 @@
 """A Triton model repository from a bundle: configs generated from the network specs.
 
     REPO/
-      preprocess/   python: UINT8 H x W x 3 image -> CLIP input, padded [0, 1] image, original size
+      preprocess/   python: UINT8 H x W x 3 image -> CLIP input, padded [0, 1] pixels, original size
       encoder/      python (mmfir runtime) | onnxruntime (model.onnx) | tensorrt (model.plan)
-      restorer/     same, on the padded image and the encoder's mmf tokens
+      restorer/     same, on the padded pixels and the encoder's mmf tokens
       postprocess/  python: crop to the original size, softmax, class label
       mmfir/        ensemble: image in; restored image, degradation class and probabilities out
 
-The pre- and postprocess models are python models in every variant: they are the runtime's own numpy
-code (runtime/preprocess.py, runtime/tiling.py), so a served image equals an in-process restore.
+Model configs come from the network specs, and the ensemble's steps from the graph: each network
+input is mapped to the ensemble tensor of its ``source`` (the preprocess model's ``clip_image`` or
+``pixels``, or another network's output), so a bundle with other networks needs no edit here. The pre-
+and postprocess models are python models in every variant: they are the runtime's own numpy code
+(runtime/preprocess.py, runtime/tiling.py), so a served image equals an in-process restore.
 """
 from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..bundle import Bundle
-from ..errors import BundleError, MmfirError
-from ..spec import ENCODER, RESTORER, NetworkSpec, Precision, TensorSpec
+from ..errors import BundleError, UsageError
+from ..files import make_staging_dir, replace_dir, write_text_atomic
+from ..spec import CLIP_IMAGE, IMAGE, LOGITS, PIXELS, RESTORED, Graph, NetworkSpec, Precision, TensorSpec
 from .pbtxt import Enum, render
 
 BACKENDS = ("python", "onnxruntime", "tensorrt")
 ENSEMBLE, PREPROCESS, POSTPROCESS = "mmfir", "preprocess", "postprocess"
 TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int32": "TYPE_INT32", "int64": "TYPE_INT64",
                 "uint8": "TYPE_UINT8", "bytes": "TYPE_STRING"}
-# The ensemble's interface (what clients send and receive).
-IMAGE, RESTORED, CLASS, PROBS = "image", "restored", "degradation_class", "degradation_probs"
+# The ensemble's interface (what clients send and receive): image in; restored, class, probabilities out.
+CLASS, PROBS = "degradation_class", "degradation_probs"
+SIZE, PADDED_RESTORED = "size", "padded_restored"  # preprocess -> postprocess
 MODEL_PY = '''"""Triton python-backend model `{name}` of mmfir (written by `mmfir serve-repo`)."""
 from mmfir.runtime.serving.python_models import {cls} as TritonPythonModel  # noqa: F401
 '''
@@ -47,14 +51,14 @@ class RepoOptions:
 
     def checked(self) -> "RepoOptions":
         if self.backend not in BACKENDS:
-            raise MmfirError(f"unknown serving backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
+            raise UsageError(f"unknown serving backend {self.backend!r}; choose one of {', '.join(BACKENDS)}")
         if self.kind not in (None, "cpu", "gpu"):
-            raise MmfirError(f"unknown instance kind {self.kind!r}; choose cpu or gpu")
+            raise UsageError(f"unknown instance kind {self.kind!r}; choose cpu or gpu")
         if self.backend == "tensorrt" and self.kind == "cpu":
-            raise MmfirError("the tensorrt backend runs on GPUs only; drop --kind cpu")
+            raise UsageError("the tensorrt backend runs on GPUs only; drop --kind cpu")
         for name in ("instances", "max_batch"):
             if getattr(self, name) < 1:
-                raise MmfirError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         return self
 
     @property
@@ -122,22 +126,37 @@ def network_config(spec: NetworkSpec, bundle: Bundle, options: RepoOptions) -> d
     return head
 
 
-def preprocess_config(specs: dict[str, NetworkSpec], bundle: Bundle, options: RepoOptions) -> dict:
-    enc, res = specs[ENCODER], specs[RESTORER]
-    max_side = options.max_side or res.profile["image"][2][-1]
+def ensemble_name(source: str) -> str:
+    """The ensemble tensor carrying a graph source (``encoder.mmf`` -> ``encoder_mmf``)."""
+    return source.replace(".", "_")
+
+
+def source_tensor(graph: Graph, source: str) -> dict:
+    """The preprocess output for a pipeline source, shaped like the (batched) network input that reads it."""
+    reader = next(t for n in graph.order for t in graph[n].inputs if t.source == source)
+    return tensor(source, reader.dtype, reader.shape[1:])
+
+
+def preprocess_config(graph: Graph, bundle: Bundle, options: RepoOptions) -> dict:
+    max_side = options.max_side or min(graph[n].profile[t.name][2][-1] for n in graph.spatial
+                                       for t in graph[n].inputs if t.source == PIXELS)
     return {"name": PREPROCESS, "backend": "python", **batching(options),
             "input": [tensor(IMAGE, "uint8", (-1, -1, 3))],
-            "output": [tensor("clip_image", enc.inputs[0].dtype, enc.inputs[0].shape[1:]),
-                       tensor("padded", "float32", (3, -1, -1)), tensor("size", "int32", (2,))],
+            "output": [source_tensor(graph, CLIP_IMAGE), source_tensor(graph, PIXELS), tensor(SIZE, "int32", (2,))],
             "instance_group": instance_group(options, "cpu"),
             "parameters": parameters({"bundle": bundle.root.resolve(), "max_side": max_side})}
 
 
-def postprocess_config(specs: dict[str, NetworkSpec], bundle: Bundle, options: RepoOptions) -> dict:
-    logits = specs[ENCODER].output("degradation_logits")
+def logits_spec(graph: Graph) -> TensorSpec:
+    network, _, name = graph.logits.partition(".")
+    return graph[network].output(name)
+
+
+def postprocess_config(graph: Graph, bundle: Bundle, options: RepoOptions) -> dict:
+    logits = logits_spec(graph)
     return {"name": POSTPROCESS, "backend": "python", **batching(options),
-            "input": [tensor("padded_restored", "float32", (3, -1, -1)), tensor("size", "int32", (2,)),
-                      tensor("degradation_logits", logits.dtype, logits.shape[1:])],
+            "input": [tensor(PADDED_RESTORED, "float32", (3, -1, -1)), tensor(SIZE, "int32", (2,)),
+                      tensor(LOGITS, logits.dtype, logits.shape[1:])],
             "output": [tensor(RESTORED, "float32", (-1, -1, 3)), tensor(CLASS, "bytes", (1,)),
                        tensor(PROBS, "float32", logits.shape[1:])],
             "instance_group": instance_group(options, "cpu"),
@@ -151,41 +170,48 @@ def step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> dict:
             "output_map": [{"key": k, "value": v} for k, v in outputs.items()]}
 
 
-def ensemble_config(specs: dict[str, NetworkSpec], options: RepoOptions) -> dict:
-    enc, res = specs[ENCODER], specs[RESTORER]
-    logits = enc.output("degradation_logits")
-    batch = min(max_batch_for(enc, options), max_batch_for(res, options))
+def network_steps(graph: Graph) -> list[dict]:
+    """One step per network, in graph order: inputs from their sources, the outputs someone reads."""
+    needed = set(graph.consumed()) | {graph.restored, graph.logits}
+    steps = []
+    for network in graph.order:
+        inputs = {name: ensemble_name(source) for name, source in graph.sources(network).items()}
+        outputs = {t.name: ensemble_name(f"{network}.{t.name}") for t in graph[network].outputs
+                   if f"{network}.{t.name}" in needed}
+        steps.append(step(network, inputs, outputs))
+    return steps
+
+
+def ensemble_config(graph: Graph, options: RepoOptions) -> dict:
+    logits = logits_spec(graph)
+    batch = min(max_batch_for(graph[n], options) for n in graph.order)
     return {"name": ENSEMBLE, "platform": "ensemble", "max_batch_size": batch,
             "input": [tensor(IMAGE, "uint8", (-1, -1, 3))],
             "output": [tensor(RESTORED, "float32", (-1, -1, 3)), tensor(CLASS, "bytes", (1,)),
                        tensor(PROBS, "float32", logits.shape[1:])],
             "ensemble_scheduling": {"step": [
-                step(PREPROCESS, {IMAGE: IMAGE}, {"clip_image": "clip_image", "padded": "padded", "size": "size"}),
-                step(ENCODER, {enc.inputs[0].name: "clip_image"},
-                     {"degradation_logits": "degradation_logits", "mmf": "mmf"}),
-                step(RESTORER, {"image": "padded", "mmf": "mmf"}, {res.outputs[0].name: "padded_restored"}),
-                step(POSTPROCESS, {"padded_restored": "padded_restored", "size": "size",
-                                   "degradation_logits": "degradation_logits"},
+                step(PREPROCESS, {IMAGE: IMAGE}, {CLIP_IMAGE: CLIP_IMAGE, PIXELS: PIXELS, SIZE: SIZE}),
+                *network_steps(graph),
+                step(POSTPROCESS, {PADDED_RESTORED: ensemble_name(graph.restored), SIZE: SIZE,
+                                   LOGITS: ensemble_name(graph.logits)},
                      {RESTORED: RESTORED, CLASS: CLASS, PROBS: PROBS}),
             ]}}
 
 
 def model_configs(bundle: Bundle, options: RepoOptions) -> dict[str, dict]:
     """Every model's config, keyed by model name (ensemble batch sizes fitted to the networks')."""
-    specs = bundle.specs
-    configs = {PREPROCESS: preprocess_config(specs, bundle, options),
-               ENCODER: network_config(specs[ENCODER], bundle, options),
-               RESTORER: network_config(specs[RESTORER], bundle, options),
-               POSTPROCESS: postprocess_config(specs, bundle, options),
-               ENSEMBLE: ensemble_config(specs, options)}
+    graph = bundle.graph
+    configs = {PREPROCESS: preprocess_config(graph, bundle, options),
+               **{n: network_config(graph[n], bundle, options) for n in graph.order},
+               POSTPROCESS: postprocess_config(graph, bundle, options),
+               ENSEMBLE: ensemble_config(graph, options)}
     batch = configs[ENSEMBLE]["max_batch_size"]
     for name in (PREPROCESS, POSTPROCESS):
         configs[name]["max_batch_size"] = batch
     return configs
 
 
-PYTHON_CLASSES = {PREPROCESS: "PreprocessModel", POSTPROCESS: "PostprocessModel",
-                  ENCODER: "NetworkModel", RESTORER: "NetworkModel"}
+PYTHON_CLASSES = {PREPROCESS: "PreprocessModel", POSTPROCESS: "PostprocessModel"}  # networks: NetworkModel
 
 
 def write_model(folder: Path, name: str, config: dict, bundle: Bundle, options: RepoOptions) -> str | None:
@@ -193,11 +219,11 @@ def write_model(folder: Path, name: str, config: dict, bundle: Bundle, options: 
     version = folder / name / "1"
     version.mkdir(parents=True)
     header = f"# Triton model `{name}`, written by `mmfir serve-repo` for the bundle {bundle.root.resolve()}\n"
-    (folder / name / "config.pbtxt").write_text(header + render(config))
+    write_text_atomic(folder / name / "config.pbtxt", header + render(config))
     if name == ENSEMBLE:
         return None
     if config.get("backend") == "python":
-        (version / "model.py").write_text(MODEL_PY.format(name=name, cls=PYTHON_CLASSES[name]))
+        write_text_atomic(version / "model.py", MODEL_PY.format(name=name, cls=PYTHON_CLASSES.get(name, "NetworkModel")))
         return None
     if options.backend == "onnxruntime":
         shutil.copyfile(bundle.onnx_path(name, options.precision), version / "model.onnx")
@@ -225,17 +251,14 @@ def write_repository(bundle: Bundle | str | Path, out: str | Path, options: Repo
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
     options, out = options.checked(), Path(out)
     if out.exists() and any(out.iterdir()) and not force:
-        raise MmfirError(f"{out} exists and is not empty; pass --force to replace it")
+        raise UsageError(f"{out} exists and is not empty; pass --force to replace it")
     if options.precision not in bundle.precisions():
         raise BundleError(f"bundle {bundle.root} has no {options.precision.value} graphs; choose another --precision")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging = make_staging_dir(out)
     try:
         notes = [n for name, cfg in model_configs(bundle, options).items()
                  if (n := write_model(staging, name, cfg, bundle, options))]
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
+        replace_dir(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

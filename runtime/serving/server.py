@@ -25,7 +25,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BackendUnavailable, MmfirError
+from ..errors import BackendUnavailable, ServerError
 
 LOOPBACK = "127.0.0.1"
 PYTHON_ENV_VAR = "MMFIR_TRITON_PYTHON_ENV"
@@ -34,10 +34,6 @@ PROBE = ("import json, sys, sysconfig\n"
          "try:\n    import numpy; out['numpy'] = numpy.__version__\nexcept ImportError: out['numpy'] = None\n"
          "try:\n    import mmfir.runtime; out['mmfir'] = True\nexcept ImportError: out['mmfir'] = False\n"
          "print(json.dumps(out))\n")
-
-
-class ServerError(MmfirError):
-    """The Triton server cannot start, is not ready in time, or answered with an error."""
 
 
 @dataclass(frozen=True)

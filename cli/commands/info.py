@@ -1,0 +1,39 @@
+"""`mmfir info`: versions, and which backend runs which precision here (with the reason when not)."""
+from __future__ import annotations
+
+
+def add_parser(sub):
+    p = sub.add_parser("info", help="show versions, installed backends and what each runs on this machine")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import importlib.metadata as md
+    import platform
+
+    from mmfir.runtime import cpu
+    from mmfir.runtime.backends.base import backend_class, backend_names, backend_status
+    from mmfir.runtime.errors import BackendUnavailable
+
+    print(f"python {platform.python_version()} on {platform.machine()}; CPU {cpu.cpu_model()}, "
+          f"{cpu.usable_cores()} cores, features: {', '.join(cpu.reported_features()) or 'none reported'}")
+    for pkg in ("mmfir", "numpy", "onnxruntime", "onnxruntime-gpu", "pillow", "torch", "open_clip_torch", "onnx",
+                "openvino", "tensorrt", "polygraphy", "nvidia-pytriton"):
+        try:
+            print(f"  {pkg:<18} {md.version(pkg)}")
+        except md.PackageNotFoundError:
+            print(f"  {pkg:<18} -")
+    print("backends:")
+    for name in backend_names():
+        try:
+            cls = backend_class(name)
+        except BackendUnavailable as err:
+            print(f"  {name:<14} not loadable: {err}")
+            continue
+        cells = []
+        for p in cls.precisions:
+            ok, why = backend_status(name, p)
+            cells.append(f"{p.value} yes" if ok else f"{p.value} no ({why})")
+        role = "" if cls.deployable else " [reference/measurement only]"
+        print(f"  {name:<14} {'; '.join(cells)}{role}")
+    return 0

@@ -121,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mmfir {args.command}: error: missing package {err.name or err}: "
               "install the extra it belongs to, e.g. pip install 'mmfir[export]'", file=sys.stderr)
         return 2
+    except OSError as err:  # a file the command was told to read or write (full disk, permissions, ...)
+        if args.verbose:
+            raise
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"mmfir {args.command}: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

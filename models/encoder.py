@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmfir.runtime.spec import CONTENT, DEGRADATION, LOGITS, MMF
+
 from .config import EncoderConfig
 
 
@@ -117,4 +119,4 @@ class MultiContentNet(nn.Module):
         if self.cfg.patch_tokens:
             patches = F.normalize(self.patch_proj(ctrl_tokens[:, 1:1 + self.cfg.patch_tokens]), dim=-1)
             mmf = torch.cat([mmf, patches], dim=1)
-        return {"content": content, "degradation": degradation, "degradation_logits": logits, "mmf": mmf}
+        return {CONTENT: content, DEGRADATION: degradation, LOGITS: logits, MMF: mmf}

@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmfir.runtime.spec import MMF, RESTORED
+
 from .config import ModelConfig
 from .encoder import MultiContentNet
 from .restorer import Restorer
@@ -46,7 +48,7 @@ class MMFIR(nn.Module):
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.encoder(self.clip_input(image))
-        feats["restored"] = self.restorer.pad_forward(image, feats["mmf"])
+        feats[RESTORED] = self.restorer.pad_forward(image, feats[MMF])
         return feats
 
 

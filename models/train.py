@@ -26,6 +26,7 @@ import torch
 
 from mmfir.runtime.errors import MmfirError
 from mmfir.runtime.files import atomic_path
+from mmfir.runtime.spec import CONTENT, LOGITS, MMF, RESTORED
 from mmfir.measure.evaluate import evaluate_cases, format_summary, make_cases, summarize
 
 from . import build_model, load_checkpoint, load_clip_weights, save_checkpoint
@@ -143,11 +144,11 @@ class Trainer:
         x = torch.from_numpy(batch.degraded)
         out = enc(self.model.clip_input(x))
         labels = torch.from_numpy(batch.labels)
-        deg = degradation_contrastive_loss(out["degradation_logits"], labels)
+        deg = degradation_contrastive_loss(out[LOGITS], labels)
         captions = enc.encode_text(self.caption_tokens)
         scale = enc.clip.logit_scale.exp()
-        con = content_contrastive_loss(out["content"], captions, torch.from_numpy(batch.captions), scale)
-        acc = (out["degradation_logits"].argmax(1) == labels).float().mean()
+        con = content_contrastive_loss(out[CONTENT], captions, torch.from_numpy(batch.captions), scale)
+        acc = (out[LOGITS].argmax(1) == labels).float().mean()
         loss = deg + self.args.content_weight * con
         info = {"deg": deg.item(), "content": con.item(), "acc": acc.item()}
         return loss, info
@@ -168,7 +169,7 @@ class Trainer:
     def stage2_loss(self, batch) -> tuple[torch.Tensor, dict]:
         x, clean = torch.from_numpy(batch.degraded), torch.from_numpy(batch.clean)
         with torch.no_grad():
-            mmf = self.model.encoder(self.model.clip_input(x))["mmf"]
+            mmf = self.model.encoder(self.model.clip_input(x))[MMF]
         restored = self.model.restorer(x, mmf)
         loss = restoration_loss(restored, clean)
         with torch.no_grad():  # PSNR gain over the degraded samples (clean ones have no input error)
@@ -321,8 +322,8 @@ def restore_with_torch(model: MMFIR, images: list[np.ndarray]) -> tuple[list[np.
     for img in images:
         x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None]
         res = model(x)
-        probs = res["degradation_logits"].softmax(-1)[0]
-        out.append(res["restored"][0].clamp(0, 1).permute(1, 2, 0).numpy())
+        probs = res[LOGITS].softmax(-1)[0]
+        out.append(res[RESTORED][0].clamp(0, 1).permute(1, 2, 0).numpy())
         labels.append(names[int(probs.argmax())])
         confs.append(float(probs.max()))
     return out, labels, confs

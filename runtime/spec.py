@@ -164,7 +164,8 @@ class Graph:
 
     ``per_image`` networks see the whole image once (their inputs do not depend on ``PIXELS``);
     ``spatial`` networks run on the padded image or on each tile, fed the per-image networks' outputs
-    of that image. ``restored`` and ``logits`` name the outputs the pipeline reports.
+    of that image. ``restored`` and ``logits`` name the outputs the pipeline reports: the image output
+    and the logits output that no other network reads.
     """
 
     def __init__(self, specs: dict[str, NetworkSpec]):
@@ -229,9 +230,12 @@ class Graph:
                    for s in self.sources(network).values())
 
     def _only_output(self, kind: OutputKind, networks: tuple[str, ...]) -> str:
-        refs = [output_ref(n, t.name) for n in networks for t in self.specs[n].outputs_of_kind(kind)]
+        """The one output of ``kind`` that no other network reads (the graph's final result of that kind)."""
+        consumed = set(self.consumed())
+        refs = [output_ref(n, t.name) for n in networks for t in self.specs[n].outputs_of_kind(kind)
+                if output_ref(n, t.name) not in consumed]
         if len(refs) != 1:
-            raise BundleError(f"the graph needs exactly one {kind.value} output among {networks}, found {refs}")
+            raise BundleError(f"the graph needs exactly one final {kind.value} output among {networks}, found {refs}")
         return refs[0]
 
 

@@ -89,8 +89,9 @@ def check_tiling(tile: int, overlap: int, multiple: int) -> None:
         raise UsageError(f"--tile must be 0 (whole image) or a positive tile size, got {tile}")
     smallest = max(multiple, 2 * overlap)
     if tile > 0 and (tile < smallest or round_tile(tile, multiple) < 2 * overlap):
-        raise UsageError(f"--tile {tile} is too small: tiles must be at least {smallest} pixels (the restorer "
-                         f"works on multiples of {multiple}, and --overlap {overlap} is blended on both sides); "
+        why = [f"the restorer works on multiples of {multiple}"] if multiple > 1 else []
+        why.append(f"--overlap {overlap} is blended on both sides")
+        raise UsageError(f"--tile {tile} is too small: tiles must be at least {smallest} pixels ({', '.join(why)}); "
                          f"use --tile {max(smallest, 512)}, a smaller --overlap, or --tile 0 for the whole image")
 
 

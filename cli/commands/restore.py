@@ -113,10 +113,13 @@ def make_pipeline(args):
 
         return ServerPipeline(args.server)
     from mmfir.runtime.pipeline import Pipeline
+    from mmfir.runtime.tiling import check_tiling
 
     from ..common import make_backend, open_bundle
 
+    check_tiling(args.tile, args.overlap, 1)  # what no network could run, before any export or measurement
     bundle = open_bundle(args.bundle)
+    check_tiling(args.tile, args.overlap, bundle.graph.multiple)  # before auto spends time measuring
     options = {"checkpoint": args.checkpoint} if args.checkpoint else {}
     return Pipeline(make_backend(bundle, args, **options), tile=args.tile, overlap=args.overlap, batch=args.batch)
 

@@ -98,3 +98,49 @@ def test_usage_and_bundle_errors_exit_2(bundle, inputs, tmp_path):
     run = mmfir("restore", str(inputs / "good.png"), "-o", str(tmp_path / "o"), "--bundle", str(tampered),
                 "--backend", "ort-cpu")
     assert run.returncode == 2 and "SHA-256" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("options, says", [
+    (["--tile", "7"], "--tile 7 is too small: tiles must be at least 64 pixels"),
+    (["--tile", "-5"], "--tile must be 0 (whole image) or a positive tile size, got -5"),
+    (["--tile", "100", "--overlap", "60"], "--tile 100 is too small: tiles must be at least 120 pixels"),
+    (["--overlap", "-1"], "--overlap must be 0 or more pixels"),
+    (["--batch", "0"], "--batch must be at least 1"),
+])
+def test_tile_settings_that_cannot_work_are_refused_at_once(bundle, inputs, tmp_path, options, says):
+    run = mmfir("restore", str(inputs / "good.png"), "-o", str(tmp_path / "o"), "--bundle", str(bundle.root),
+                "--backend", "ort-cpu", *options)
+    assert run.returncode == 2, run.stderr
+    (line,) = error_lines(run.stderr)
+    assert says in line and "Traceback" not in run.stderr
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_sigterm_leaves_only_whole_outputs(bundle, photos, tmp_path):
+    """SIGTERM (docker stop, systemd) mid-batch: exit 130, say what was done, no temporary file left."""
+    import signal
+    import time
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    big = (np.tile(photos["coffee"], (2, 2, 1))[:768, :768] * 255).round().astype(np.uint8)
+    for i in range(24):
+        Image.fromarray(np.roll(big, i, axis=1)).save(folder / f"img{i:02d}.png")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "mmfir.cli", "restore", str(folder), "-o", str(out), "--bundle",
+                             str(bundle.root), "--backend", "ort-cpu", "--batch", "1", "--threads", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (out.is_dir() and any(p.suffix == ".png" for p in out.iterdir())):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted after" in stderr and "Traceback" not in stderr
+    left = sorted(p.name for p in out.iterdir())
+    assert left and all(name.endswith(".png") and not name.startswith(".") for name in left), left
+    assert len(left) < 24
+    for name in left:  # every output that exists is a whole image
+        with Image.open(out / name) as im:
+            im.load()
+            assert im.size == (768, 768)

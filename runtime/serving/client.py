@@ -137,12 +137,13 @@ class ServerPipeline:
             raise ServerError(f"no ready `mmfir` model at {url}; start one with `mmfir serve REPO`")
 
     def restore(self, images) -> list[RestoreResult]:
-        import time
+        from ..timing import timed
 
         results = []
         for image in images:
-            start = time.perf_counter()
-            result = self.client.restore(image)
-            result.timings["server"] = time.perf_counter() - start
+            timings: dict[str, float] = {}
+            with timed(timings, "server"):
+                result = self.client.restore(image)
+            result.timings.update(timings)
             results.append(result)
         return results

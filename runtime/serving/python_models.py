@@ -8,6 +8,7 @@ python model a list of requests; it does not concatenate them itself).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -38,12 +39,16 @@ def describe(label: str, err: Exception) -> str:
 class _Model:
     label = "model"  # names the model in error messages
     inputs: tuple[str, ...] = ()
+    repository: Path | None = None  # set by the model.py serve-repo writes; the bundle path is relative to it
 
     def initialize(self, args):
         self.pb = _pb()
         config = json.loads(args["model_config"])
         self.params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
-        self.bundle = Bundle.open(self.params["bundle"])
+        root = Path(self.params["bundle"])
+        if not root.is_absolute():
+            root = (self.repository or Path(args["model_repository"]).parent) / root
+        self.bundle = Bundle.open(root)
         self.setup()
 
     def setup(self) -> None:

@@ -20,7 +20,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..bundle import Bundle
+from ..bundle import MANIFEST, Bundle
 from ..errors import BundleError, UsageError
 from ..files import make_staging_dir, replace_dir, write_text_atomic
 from ..spec import CLIP_IMAGE, IMAGE, LOGITS, PIXELS, RESTORED, Graph, NetworkSpec, Precision, TensorSpec
@@ -34,8 +34,17 @@ TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int32": "TYPE_I
 CLASS, PROBS = "degradation_class", "degradation_probs"
 SIZE, PADDED_RESTORED = "size", "padded_restored"  # preprocess -> postprocess
 MODEL_PY = '''"""Triton python-backend model `{name}` of mmfir (written by `mmfir serve-repo`)."""
-from mmfir.runtime.serving.python_models import {cls} as TritonPythonModel  # noqa: F401
+from pathlib import Path
+
+from mmfir.runtime.serving.python_models import {cls}
+
+
+class TritonPythonModel({cls}):
+    repository = Path(__file__).resolve().parents[2]  # REPO/{name}/1/model.py -> REPO
 '''
+# The repository carries its own copy of the bundle (hard links where the file system allows), so it can
+# be moved or mounted anywhere: Triton ignores non-numeric folders inside a model's folder.
+BUNDLE_DIR = f"{ENSEMBLE}/bundle"
 
 
 @dataclass(frozen=True)
@@ -120,7 +129,7 @@ def network_config(spec: NetworkSpec, bundle: Bundle, options: RepoOptions) -> d
     head["instance_group"] = instance_group(options)
     if options.backend == "python":
         runtime_backend = "ort-cuda" if options.instance_kind == "gpu" else "ort-cpu"
-        head["parameters"] = parameters({"bundle": bundle.root.resolve(), "network": spec.name,
+        head["parameters"] = parameters({"bundle": BUNDLE_DIR, "network": spec.name,
                                          "precision": options.precision.value, "runtime_backend": runtime_backend,
                                          "threads": options.threads})
     return head
@@ -144,7 +153,7 @@ def preprocess_config(graph: Graph, bundle: Bundle, options: RepoOptions) -> dic
             "input": [tensor(IMAGE, "uint8", (-1, -1, 3))],
             "output": [source_tensor(graph, CLIP_IMAGE), source_tensor(graph, PIXELS), tensor(SIZE, "int32", (2,))],
             "instance_group": instance_group(options, "cpu"),
-            "parameters": parameters({"bundle": bundle.root.resolve(), "max_side": max_side})}
+            "parameters": parameters({"bundle": BUNDLE_DIR, "max_side": max_side})}
 
 
 def logits_spec(graph: Graph) -> TensorSpec:
@@ -160,7 +169,7 @@ def postprocess_config(graph: Graph, bundle: Bundle, options: RepoOptions) -> di
             "output": [tensor(RESTORED, "float32", (-1, -1, 3)), tensor(CLASS, "bytes", (1,)),
                        tensor(PROBS, "float32", logits.shape[1:])],
             "instance_group": instance_group(options, "cpu"),
-            "parameters": parameters({"bundle": bundle.root.resolve(), "class_names": json.dumps(bundle.class_names)})}
+            "parameters": parameters({"bundle": BUNDLE_DIR, "class_names": json.dumps(bundle.class_names)})}
 
 
 def step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> dict:
@@ -218,7 +227,7 @@ def write_model(folder: Path, name: str, config: dict, bundle: Bundle, options: 
     """config.pbtxt and the version folder's model file; returns a note when something is left to do."""
     version = folder / name / "1"
     version.mkdir(parents=True)
-    header = f"# Triton model `{name}`, written by `mmfir serve-repo` for the bundle {bundle.root.resolve()}\n"
+    header = f"# Triton model `{name}`, written by `mmfir serve-repo` from bundle `{bundle.root.name}`\n"
     write_text_atomic(folder / name / "config.pbtxt", header + render(config))
     if name == ENSEMBLE:
         return None
@@ -245,6 +254,25 @@ def copy_plan(bundle: Bundle, network: str, precision: Precision, target: Path) 
     return None
 
 
+def link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        dst.hardlink_to(src)
+    except OSError:  # another file system, or links not allowed
+        shutil.copyfile(src, dst)
+
+
+def write_bundle_copy(folder: Path, bundle: Bundle, options: RepoOptions) -> Path:
+    """REPO/mmfir/bundle: the manifest, and the graphs the python models run (verified against it)."""
+    target = folder / BUNDLE_DIR
+    target.mkdir(parents=True)
+    link_or_copy(bundle.root / MANIFEST, target / MANIFEST)
+    if options.backend == "python":
+        for network in bundle.graph.order:
+            src = bundle.onnx_path(network, options.precision)
+            link_or_copy(src, target / src.name)
+    return target
+
+
 def write_repository(bundle: Bundle | str | Path, out: str | Path, options: RepoOptions = RepoOptions(),
                      force: bool = False) -> tuple[Path, list[str]]:
     """Write the model repository at ``out`` (staged, then renamed); returns (path, notes)."""
@@ -258,6 +286,7 @@ def write_repository(bundle: Bundle | str | Path, out: str | Path, options: Repo
     try:
         notes = [n for name, cfg in model_configs(bundle, options).items()
                  if (n := write_model(staging, name, cfg, bundle, options))]
+        write_bundle_copy(staging, bundle, options)
         replace_dir(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -117,8 +117,27 @@ def free_port(host: str = LOOPBACK) -> int:
         return s.getsockname()[1]
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: the kernel sends it SIGTERM when its parent dies, however the parent
+    died (SIGKILL included), so a server never outlives its supervisor and keeps the ports. Linux only;
+    elsewhere the supervisor's own clean stop path is all there is."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 class TritonServer:
-    """One tritonserver process in its own process group; a context manager that always stops it."""
+    """One tritonserver process in its own process group; a context manager that always stops it.
+
+    The process runs in its own session (a Ctrl-C in the terminal reaches the supervisor, which stops it
+    cleanly, draining requests) and dies with its supervisor (``die_with_parent``)."""
 
     def __init__(self, repo: str | Path, http_port: int | None = None, grpc_port: int | None = None,
                  metrics_port: int | None = None, host: str = LOOPBACK, python_env: str | Path | None = None,
@@ -171,7 +190,8 @@ class TritonServer:
         cmd = self.command()
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            env=self.environment(), start_new_session=True)
+                                            env=self.environment(), start_new_session=True,
+                                            preexec_fn=die_with_parent if sys.platform == "linux" else None)
         try:
             self.wait_ready(timeout)
         except BaseException:

@@ -21,6 +21,7 @@ def shipped_bundle():
     return default_bundle(progress=False)
 
 
+@pytest.mark.slow
 def test_demo_cli_writes_images_and_table_without_torch(shipped_bundle, tmp_path):
     pytest.importorskip("skimage")
     out = tmp_path / "demo"

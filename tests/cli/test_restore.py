@@ -116,6 +116,7 @@ def test_tile_settings_that_cannot_work_are_refused_at_once(bundle, inputs, tmp_
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
+@pytest.mark.slow
 def test_sigterm_leaves_only_whole_outputs(bundle, photos, tmp_path):
     """SIGTERM (docker stop, systemd) mid-batch: exit 130, say what was done, no temporary file left."""
     import signal

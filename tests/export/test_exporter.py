@@ -238,6 +238,7 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow
 def test_cli_corrupt_checkpoint_is_one_line_error(tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
@@ -340,6 +341,18 @@ def test_publish_replaces_a_bundle_only_when_the_new_one_is_valid(tmp_path):
     fresh = tmp_path / "fresh"
     assert publish(staged(tmp_path / ".fresh.c.tmp", 4), fresh, valid=False) == fresh  # free: goes in place
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "bundle.invalid", "fresh"]
+
+
+def test_force_replaces_engines_with_their_records(tmp_path):
+    """export --force: the old bundle's TensorRT plans go with the manifest that recorded them."""
+    from mmfir.export.exporter import publish
+
+    out = staged(tmp_path / "bundle", 1)
+    (out / "engines").mkdir()
+    (out / "engines" / "restorer.fp16.0123456789abcdef.plan").write_bytes(b"plan")
+    publish(staged(tmp_path / ".bundle.x.tmp", 2), out, valid=True)
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
 
 
 def test_cli_defaults_match_the_api():

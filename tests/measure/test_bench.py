@@ -17,6 +17,7 @@ def checkpoint(tmp_path_factory, tiny_model):
     return path
 
 
+@pytest.mark.slow
 def test_bench_writes_json_with_ratios_and_a_plot(tiny_bundle, checkpoint, tmp_path, capsys):
     pytest.importorskip("matplotlib")
     out, plot = tmp_path / "bench.json", tmp_path / "bench.png"

@@ -75,6 +75,7 @@ def test_half_storage_loads_into_fp32(tmp_path, tiny_model):
     assert torch.allclose(w, tiny_model.restorer.intro.weight, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_local_clip_weights(tmp_path):
     """Weights of an open_clip CLIP from a local file go into the towers and the controller copy."""
     donor = build_model("tiny", seed=1).encoder.clip

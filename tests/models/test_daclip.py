@@ -278,6 +278,7 @@ def test_other_models_are_refused(tmp_path):
         import_daclip(TINY, TINY)
 
 
+@pytest.mark.slow
 def test_cli_converts_and_errors_in_one_line(tmp_path, restorer_json, capsys):
     from mmfir.cli.main import main
 

@@ -53,6 +53,7 @@ def test_stage2_keeps_the_encoder_frozen(trained):
         assert torch.equal(a, b), name
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_saved_state(tmp_path):
     """A run 'killed' after a save resumes at that step, with the optimizer state, and finishes."""
     import torch
@@ -71,6 +72,7 @@ def test_resume_continues_from_the_saved_state(tmp_path):
     assert (again.stage, again.step) == (2, 1)
 
 
+@pytest.mark.slow
 def test_losses_fall_on_a_fixed_batch(tmp_path):
     from mmfir.models.train import Trainer
 

@@ -42,10 +42,22 @@ def bundle(tiny_bundle) -> Bundle:
 
 @pytest.fixture(scope="module")
 def python_repo(bundle, tmp_path_factory) -> Path:
-    repo, notes = write_repository(bundle, tmp_path_factory.mktemp("triton") / "repo",
+    """Written in one place, then moved: every server test below runs on a repository that was moved."""
+    base = tmp_path_factory.mktemp("triton")
+    repo, notes = write_repository(bundle, base / "written",
                                    RepoOptions(instances=1, max_batch=4, threads=1, max_side=MAX_SIDE))
     assert notes == []
-    return repo
+    return repo.rename(base / "repo")
+
+
+def test_repository_is_self_contained(python_repo, bundle):
+    """No config names a path outside the repository; its bundle copy holds the served graphs."""
+    for config in python_repo.glob("*/config.pbtxt"):
+        text = config.read_text()
+        assert str(bundle.root.resolve()) not in text and "/tmp" not in text, config
+    copy = Bundle.open(python_repo / "mmfir" / "bundle")
+    for network in copy.graph.order:
+        copy.verify_file(copy.onnx_path(network, verify=False).name)  # present and hash-checked
 
 
 # --- repository generation (no server) ---------------------------------------------------------------
@@ -61,9 +73,10 @@ def test_network_configs_follow_the_specs(python_repo, bundle):
             assert list(got.dims) == [d if isinstance(d, int) else -1 for d in want.shape[1:]]
             assert got.data_type == 11  # TYPE_FP32
         assert [(g.count, g.kind) for g in cfg.instance_group] == [(1, 2)]  # KIND_CPU
-        assert Path(cfg.parameters["bundle"].string_value) == bundle.root.resolve()
+        assert cfg.parameters["bundle"].string_value == "mmfir/bundle"  # relative to the repository
         assert cfg.parameters["network"].string_value == network
-    assert (python_repo / "restorer" / "1" / "model.py").read_text().count("NetworkModel") == 1
+    model_py = (python_repo / "restorer" / "1" / "model.py").read_text()
+    assert "class TritonPythonModel(NetworkModel)" in model_py and "parents[2]" in model_py
 
 
 def test_ensemble_chains_the_models(python_repo, bundle):
@@ -267,6 +280,7 @@ def test_bad_requests_get_errors_and_server_stays_up(server, images):
             assert client.restore(images[0]).restored.shape == images[0].shape  # still serving
 
 
+@pytest.mark.slow
 @pytest.mark.triton
 def test_mmfir_serve_cli_stops_on_ctrl_c(python_repo):
     from mmfir.runtime.serving.server import free_port
@@ -295,6 +309,48 @@ def test_mmfir_serve_cli_stops_on_ctrl_c(python_repo):
                 except ProcessLookupError:
                     pass
         proc.wait(timeout=10)
+
+
+@pytest.mark.slow
+@pytest.mark.triton
+def test_tritonserver_dies_with_a_killed_supervisor(python_repo):
+    """SIGKILL leaves the supervisor no chance to clean up: the kernel must stop tritonserver (PDEATHSIG)."""
+    import socket
+    import time
+
+    from mmfir.runtime.serving.server import free_port
+
+    if reason := server_skip_reason():
+        pytest.skip(reason)
+    ports = [free_port() for _ in range(3)]
+    cmd = [sys.executable, "-m", "mmfir.cli", "serve", str(python_repo), "--http-port", str(ports[0]),
+           "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]), "--timeout", "60"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    triton_pid = None
+    try:
+        ready = proc.stderr.readline() + proc.stderr.readline()
+        assert "ready in" in ready, ready
+        triton_pid = int(ready.split("tritonserver pid ")[1].split(")")[0])
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(triton_pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        with pytest.raises(ProcessLookupError):
+            os.kill(triton_pid, 0)
+        with socket.socket() as s:  # the port is free again for the next `mmfir serve`
+            s.bind(("127.0.0.1", ports[0]))
+    finally:
+        for pid in (proc.pid, triton_pid):
+            if pid is not None:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
 
 @pytest.mark.triton

@@ -6,6 +6,7 @@ stopped by its process group in a finalizer.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -280,27 +281,23 @@ def test_bad_requests_get_errors_and_server_stays_up(server, images):
             assert client.restore(images[0]).restored.shape == images[0].shape  # still serving
 
 
-@pytest.mark.slow
-@pytest.mark.triton
-def test_mmfir_serve_cli_stops_on_ctrl_c(python_repo):
+@contextlib.contextmanager
+def serve_cli(repo: Path):
+    """`mmfir serve REPO` in a subprocess, ready: yields (process, tritonserver pid, ports); both killed after."""
     from mmfir.runtime.serving.server import free_port
 
     if reason := server_skip_reason():
         pytest.skip(reason)
-    ports = [str(free_port()) for _ in range(3)]
-    cmd = [sys.executable, "-m", "mmfir.cli", "serve", str(python_repo), "--http-port", ports[0],
-           "--grpc-port", ports[1], "--metrics-port", ports[2], "--timeout", "60"]
+    ports = [free_port() for _ in range(3)]
+    cmd = [sys.executable, "-m", "mmfir.cli", "serve", str(repo), "--http-port", str(ports[0]),
+           "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]), "--timeout", "60"]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
     triton_pid = None
     try:
         ready = proc.stderr.readline() + proc.stderr.readline()  # "starting ...", then "ready ..." (or an error)
         assert "ready in" in ready, ready
         triton_pid = int(ready.split("tritonserver pid ")[1].split(")")[0])
-        os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground process
-        assert proc.wait(timeout=40) == 0
-        assert "stopped" in proc.stderr.read()
-        with pytest.raises(ProcessLookupError):
-            os.killpg(triton_pid, 0)
+        yield proc, triton_pid, ports
     finally:
         for pid in (proc.pid, triton_pid):
             if pid is not None:
@@ -313,24 +310,22 @@ def test_mmfir_serve_cli_stops_on_ctrl_c(python_repo):
 
 @pytest.mark.slow
 @pytest.mark.triton
+def test_mmfir_serve_cli_stops_on_ctrl_c(python_repo):
+    with serve_cli(python_repo) as (proc, triton_pid, _):
+        os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C sends to the foreground process
+        assert proc.wait(timeout=40) == 0
+        assert "stopped" in proc.stderr.read()
+        with pytest.raises(ProcessLookupError):
+            os.killpg(triton_pid, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.triton
 def test_tritonserver_dies_with_a_killed_supervisor(python_repo):
     """SIGKILL leaves the supervisor no chance to clean up: the kernel must stop tritonserver (PDEATHSIG)."""
     import socket
-    import time
 
-    from mmfir.runtime.serving.server import free_port
-
-    if reason := server_skip_reason():
-        pytest.skip(reason)
-    ports = [free_port() for _ in range(3)]
-    cmd = [sys.executable, "-m", "mmfir.cli", "serve", str(python_repo), "--http-port", str(ports[0]),
-           "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]), "--timeout", "60"]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    triton_pid = None
-    try:
-        ready = proc.stderr.readline() + proc.stderr.readline()
-        assert "ready in" in ready, ready
-        triton_pid = int(ready.split("tritonserver pid ")[1].split(")")[0])
+    with serve_cli(python_repo) as (proc, triton_pid, ports):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         deadline = time.monotonic() + 30
@@ -342,15 +337,8 @@ def test_tritonserver_dies_with_a_killed_supervisor(python_repo):
             time.sleep(0.1)
         with pytest.raises(ProcessLookupError):
             os.kill(triton_pid, 0)
-        with socket.socket() as s:  # the port is free again for the next `mmfir serve`
-            s.bind(("127.0.0.1", ports[0]))
-    finally:
-        for pid in (proc.pid, triton_pid):
-            if pid is not None:
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        with socket.socket() as sock:  # the port is free again for the next `mmfir serve`
+            sock.bind(("127.0.0.1", ports[0]))
 
 
 @pytest.mark.triton

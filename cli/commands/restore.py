@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmfir.runtime.errors import ImageError, MmfirError, ServerRejected
+from mmfir.runtime.errors import ImageError, MmfirError, ServerRejected, UsageError
 
 from ..common import backend_help
 
@@ -58,6 +58,9 @@ def add_parser(sub):
     p.add_argument("--max-pixels", type=float, default=100e6, help="refuse larger images (default 100e6)")
     p.add_argument("--server", metavar="URL", help="send the images to a running `mmfir serve` Triton server "
                    "(http://HOST:PORT or grpc://HOST:PORT) instead of running the bundle here")
+    p.add_argument("--io-workers", type=int, default=IO_WORKERS,
+                   help=f"threads decoding and writing images while the networks run (default {IO_WORKERS}; "
+                        "0: one after the other)")
     p.add_argument("--json", action="store_true", help="print a JSON list of results on stdout")
     p.set_defaults(func=run)
 
@@ -67,17 +70,21 @@ def run(args) -> int:
 
     from ..common import prepare_out_dir
 
+    if args.io_workers < 0:
+        raise UsageError(f"--io-workers must be 0 or more, got {args.io_workers}")
     paths, outcomes = expand_inputs(args.inputs)
     out_dir = prepare_out_dir(Path(args.out_dir))
     pipeline = make_pipeline(args)
     progress = Progress(len(paths), "restore")
     try:
-        outcomes += restore_files(pipeline, paths, out_dir, int(args.max_pixels), progress)
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the file being written was removed, whole outputs stay
+        restore_files(pipeline, paths, out_dir, int(args.max_pixels), progress, outcomes, args.io_workers)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: running writes finished, whole outputs stay
         written = sum(1 for o in outcomes if o.output)
-        print(f"mmfir restore: interrupted after {written} of {len(paths)} files; every output in {out_dir} "
-              "is complete, the file being written was removed", file=sys.stderr)
+        print(f"mmfir restore: interrupted after writing {written} of {len(paths)} files; every output in "
+              f"{out_dir} is complete, no temporary file is left", file=sys.stderr)
         raise
+    order = {str(p): i for i, p in enumerate(paths)}
+    outcomes.sort(key=lambda o: order.get(o.input, -1))
     print_results(outcomes, args.json)
     return 1 if any(o.error for o in outcomes) else 0
 
@@ -124,20 +131,64 @@ def make_pipeline(args):
     return Pipeline(make_backend(bundle, args, **options), tile=args.tile, overlap=args.overlap, batch=args.batch)
 
 
-def restore_files(pipeline, paths: list[Path], out_dir: Path, max_pixels: int, progress) -> list[FileOutcome]:
-    """Restore files in batches of same-size images; every file ends with an outcome."""
-    outcomes, groups = [], {}
+IO_WORKERS = 2  # one decoding the next batch, one writing the last: both overlap the networks
+
+
+class InlineExecutor:
+    """The executor interface run in the caller's thread (``--io-workers 0``: no overlap)."""
+
+    def submit(self, fn, *args):
+        from concurrent.futures import Future
+
+        future = Future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as err:  # noqa: BLE001 - delivered by result(), as a pool would
+            future.set_exception(err)
+        return future
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
+
+
+def restore_files(pipeline, paths: list[Path], out_dir: Path, max_pixels: int, progress,
+                  outcomes: list[FileOutcome], io_workers: int = IO_WORKERS) -> None:
+    """Restore files in batches of same-size images; every file ends with an outcome (appended to
+    ``outcomes`` as it is known, so an interrupted run still knows what was done).
+
+    Decoding the next batch and encoding/writing the previous one run in a small thread pool while the
+    networks run on the current batch (PIL and the inference libraries release the GIL). At most two
+    batches of results wait to be written, so memory stays bounded. On an interrupt the writes already
+    running finish (whole files), the queued ones are dropped, and the interrupt goes on.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    groups: dict[tuple[int, int], list[Path]] = {}
     for path in paths:
         try:
             groups.setdefault(image_size(path, max_pixels), []).append(path)
         except ImageError as err:
             outcomes.append(_fail(path, str(err), progress))
     claims = OutputClaims(paths)
-    for group in groups.values():
-        for i in range(0, len(group), pipeline.batch):
-            outcomes += restore_batch(pipeline, group[i:i + pipeline.batch], out_dir, max_pixels, claims, progress)
-    order = {str(p): i for i, p in enumerate(paths)}
-    return sorted(outcomes, key=lambda o: order.get(o.input, -1))
+    batches = [g[i:i + pipeline.batch] for g in groups.values() for i in range(0, len(g), pipeline.batch)]
+    io = ThreadPoolExecutor(io_workers, thread_name_prefix="mmfir-io") if io_workers > 0 else InlineExecutor()
+    writes: list = []
+    try:
+        decoding = io.submit(decode_batch, batches[0], out_dir, max_pixels, claims, progress) if batches else None
+        for k in range(len(batches)):
+            decoded, failed = decoding.result()
+            outcomes += failed
+            if k + 1 < len(batches):
+                decoding = io.submit(decode_batch, batches[k + 1], out_dir, max_pixels, claims, progress)
+            restored = restore_batch(pipeline, decoded, progress)
+            outcomes += [r for r in restored if isinstance(r, FileOutcome)]
+            writes += [io.submit(write_result, *r, progress) for r in restored if not isinstance(r, FileOutcome)]
+            while sum(not w.done() for w in writes) > 2 * pipeline.batch:  # bound the results held in memory
+                next(w for w in writes if not w.done()).result()
+        io.shutdown(wait=True)
+    finally:
+        io.shutdown(wait=True, cancel_futures=True)  # on an interrupt: running writes finish, queued ones go
+        outcomes += [w.result() for w in writes if w.done() and not w.cancelled()]
 
 
 def image_size(path: Path, max_pixels: int) -> tuple[int, int]:
@@ -147,11 +198,12 @@ def image_size(path: Path, max_pixels: int) -> tuple[int, int]:
         return img.size
 
 
-def restore_batch(pipeline, paths, out_dir, max_pixels, claims, progress) -> list[FileOutcome]:
+def decode_batch(paths, out_dir, max_pixels, claims, progress) -> tuple[list, list[FileOutcome]]:
+    """([(path, image, output path, timings)], failures) for one batch (runs in the I/O pool)."""
     from mmfir.runtime.image_io import load_image, output_name
     from mmfir.runtime.timing import timed
 
-    decoded, outcomes = [], []
+    decoded, failed = [], []
     for path in paths:
         timings: dict = {}
         try:
@@ -161,10 +213,8 @@ def restore_batch(pipeline, paths, out_dir, max_pixels, claims, progress) -> lis
             claims.claim(out, path)
             decoded.append((path, image, out, timings))
         except ImageError as err:
-            outcomes.append(_fail(path, str(err), progress))
-    if decoded:
-        outcomes += restore_and_write(pipeline, decoded, progress)
-    return outcomes
+            failed.append(_fail(path, str(err), progress))
+    return decoded, failed
 
 
 class OutputClaims:
@@ -183,10 +233,10 @@ class OutputClaims:
         self.outputs[key] = path
 
 
-def restore_and_write(pipeline, decoded, progress) -> list[FileOutcome]:
-    from mmfir.runtime.image_io import encode_result, save_image
-    from mmfir.runtime.timing import timed
-
+def restore_batch(pipeline, decoded, progress) -> list:
+    """The networks on one batch: per file, (path, image, out, timings, result) to write, or a failure."""
+    if not decoded:
+        return []
     try:
         results = pipeline.restore([image for _, image, _, _ in decoded])
     except (ImageError, ServerRejected) as err:  # this batch's images were refused; the others go on
@@ -199,19 +249,22 @@ def restore_and_write(pipeline, decoded, progress) -> list[FileOutcome]:
     except Exception as err:  # noqa: BLE001 - a runtime failure on these images; the others go on
         why = (str(err).strip().splitlines() or [type(err).__name__])[-1][:200]
         return [_fail(path, f"{path}: restore failed ({why})", progress) for path, *_ in decoded]
-    outcomes = []
-    for (path, image, out, timings), res in zip(decoded, results):
-        timings.update(res.timings)
-        try:
-            with timed(timings, "write"):
-                save_image(encode_result(res.restored, image), out, image.icc_profile)
-        except (OSError, ValueError) as err:
-            outcomes.append(_fail(path, f"{path}: cannot write {out}: {err}", progress))
-            continue
-        outcomes.append(FileOutcome(str(path), str(out), None, res.label, res.confidence, res.probabilities,
-                                    timings))
-        progress.step(path.name)
-    return outcomes
+    return [(path, image, out, timings, res) for (path, image, out, timings), res in zip(decoded, results)]
+
+
+def write_result(path, image, out, timings, res, progress) -> FileOutcome:
+    """Encode and write one restored image atomically (runs in the I/O pool)."""
+    from mmfir.runtime.image_io import encode_result, save_image
+    from mmfir.runtime.timing import timed
+
+    timings.update(res.timings)
+    try:
+        with timed(timings, "write"):
+            save_image(encode_result(res.restored, image), out, image.icc_profile)
+    except (OSError, ValueError, ImageError) as err:
+        return _fail(path, f"{path}: cannot write {out}: {err}", progress)
+    progress.step(path.name)
+    return FileOutcome(str(path), str(out), None, res.label, res.confidence, res.probabilities, timings)
 
 
 def _fail(path, message: str, progress=None) -> FileOutcome:

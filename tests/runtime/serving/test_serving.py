@@ -331,13 +331,14 @@ def test_tritonserver_dies_with_a_killed_supervisor(python_repo):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                os.kill(triton_pid, 0)
+                os.killpg(triton_pid, 0)  # tritonserver and its python stubs
             except ProcessLookupError:
                 break
             time.sleep(0.1)
         with pytest.raises(ProcessLookupError):
-            os.kill(triton_pid, 0)
-        with socket.socket() as sock:  # the port is free again for the next `mmfir serve`
+            os.killpg(triton_pid, 0)
+        with socket.socket() as sock:  # nobody listens on the port any more: the next `mmfir serve` can
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind (TIME_WAIT is fine)
             sock.bind(("127.0.0.1", ports[0]))
 
 

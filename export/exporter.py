@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 18
 # torch's dynamo exporter emits opset 18 at the lowest (it silently keeps 18 when asked for 17);
-# 18-23 export, pass onnx.checker and load in onnxruntime (tests/test_export.py checks the bounds).
+# 18-23 export, pass onnx.checker and load in onnxruntime (tests/export/test_exporter.py checks the bounds).
 OPSETS = range(18, 24)
 
 

@@ -11,7 +11,7 @@ by default (no consent file) counts as consent and writes a client id and usage 
 events are sent only by the converter, which mmfir never calls. ``import_openvino`` imports it the way
 OpenVINO's own CI opt-out works (``CI=true`` during the import: consent declined, nothing written) and
 then clears the consent of the process's telemetry object, so nothing can be sent even if openvino
-was imported earlier by someone else. tests/test_openvino.py verifies both in a fresh process.
+was imported earlier by someone else. tests/runtime/backends/test_ov.py verifies both in a fresh process.
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """FP32 ONNX -> FP16 ONNX: FP16 weights and compute, numerically fragile ops kept FP32, FP32 graph I/O.
 
 LayerNorm, Softmax and reductions overflow or lose too much in FP16 (reported against TensorRT and
-onnxruntime many times over), so they stay FP32, and so does the ``var + eps`` Add in front of each Sqrt of the restorer's LayerNorm2d.
+onnxruntime many times over), so they stay FP32, and so do the ``var + eps`` Add in front of each Sqrt
+and the channel-mean convolutions of the restorer's LayerNorm2d.
 onnxruntime.transformers.float16 inserts the Casts; its output is not topologically sorted on
 dynamo-exported graphs, so the graph is sorted before it is checked and saved.
 """
@@ -26,6 +27,21 @@ def eps_adds_before_sqrt(graph: onnx.GraphProto) -> list[str]:
     """Names of Add nodes whose output feeds a Sqrt (the ``var + eps`` of a decomposed layer norm)."""
     sqrt_inputs = {i for n in graph.node if n.op_type == "Sqrt" for i in n.input}
     return [n.name for n in graph.node if n.op_type == "Add" and any(o in sqrt_inputs for o in n.output)]
+
+
+def channel_mean_convs(graph: onnx.GraphProto) -> list[str]:
+    """Names of the Conv nodes that compute a channel mean (a constant 1/C kernel of shape [1, C, 1, 1], as
+    the restorer's LayerNorm2d does): kept FP32 like the ReduceMean they replace."""
+    from onnx import numpy_helper
+
+    kernels = {}
+    for init in graph.initializer:
+        dims = list(init.dims)
+        if len(dims) == 4 and dims[0] == 1 and dims[2:] == [1, 1] and dims[1] > 1:
+            w = numpy_helper.to_array(init)
+            if abs(float(w.min()) - 1.0 / dims[1]) < 1e-9 and float(w.max()) == float(w.min()):
+                kernels[init.name] = True
+    return [n.name for n in graph.node if n.op_type == "Conv" and len(n.input) > 1 and n.input[1] in kernels]
 
 
 def drop_initializer_value_info(graph: onnx.GraphProto) -> None:
@@ -68,7 +84,7 @@ def convert_to_fp16(src: Path, dst: Path) -> dict:
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = onnx.load(str(src))
-    keep_nodes = eps_adds_before_sqrt(model.graph)
+    keep_nodes = eps_adds_before_sqrt(model.graph) + channel_mean_convs(model.graph)
     model16 = convert_float_to_float16(model, keep_io_types=True, op_block_list=list(FP32_OPS),
                                        node_block_list=keep_nodes, disable_shape_infer=False)
     drop_initializer_value_info(model16.graph)

@@ -14,18 +14,28 @@ from .config import RestorerConfig
 
 
 class LayerNorm2d(nn.Module):
-    """LayerNorm over the channel axis of an NCHW tensor."""
+    """LayerNorm over the channel axis of an NCHW tensor.
+
+    The two channel means are 1x1 convolutions with a constant 1/C kernel instead of ``mean(dim=1)``: the
+    same function (outputs 1.2e-7 apart on the shipped model), but onnxruntime's CPU runs a channel-axis
+    ReduceMean slowly. Measured on this 2-core AMD EPYC, tiny restorer at 512², 2 threads, one run
+    alternating the two graphs: onnxruntime 353 ms with ReduceMean vs 271 ms with the convolution (1.30x);
+    OpenVINO unchanged (224 vs 225 ms); torch eager within noise (157 vs 164 ms). The kernel is a
+    non-persistent buffer, so checkpoints are unchanged; FP16 export keeps these convolutions FP32.
+    """
 
     def __init__(self, channels: int, eps: float = 1e-6):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
         self.eps = eps
+        self.register_buffer("mean_kernel", torch.full((1, channels, 1, 1), 1.0 / channels), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mu = x.mean(1, keepdim=True)
-        var = (x - mu).pow(2).mean(1, keepdim=True)
-        x = (x - mu) / torch.sqrt(var + self.eps)
+        mu = F.conv2d(x, self.mean_kernel)
+        d = x - mu
+        var = F.conv2d(d.pow(2), self.mean_kernel)
+        x = d / torch.sqrt(var + self.eps)
         return x * self.weight[:, None, None] + self.bias[:, None, None]
 
 

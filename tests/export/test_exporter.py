@@ -166,7 +166,14 @@ def test_fp16_graph_keeps_fragile_ops_fp32(tiny_bundle, network):
         if node.op_type == "Sqrt":  # the eps Add of LayerNorm2d stays FP32 too
             assert types[node.input[0]] == FLOAT
     assert checked >= 5
-    heavy = [n for n in model.graph.node if n.op_type in ("Conv", "MatMul", "Gemm")]
+    from mmfir.export.fp16 import channel_mean_convs
+
+    means = set(channel_mean_convs(onnx.load(str(tiny_bundle / f"{network}.onnx")).graph))
+    assert bool(means) == (network == "restorer")  # LayerNorm2d's two means per norm, restorer only
+    for node in model.graph.node:
+        if node.name in means:
+            assert types[node.input[0]] == FLOAT and types[node.input[1]] == FLOAT, f"{node.name} computes in FP16"
+    heavy = [n for n in model.graph.node if n.op_type in ("Conv", "MatMul", "Gemm") and n.name not in means]
     assert sum(types[n.input[0]] == FLOAT16 for n in heavy) >= 0.8 * len(heavy)
     assert all(v.type.tensor_type.elem_type == FLOAT for v in list(model.graph.input) + list(model.graph.output))
     fp32_bytes = (tiny_bundle / f"{network}.onnx").stat().st_size

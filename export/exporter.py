@@ -97,9 +97,12 @@ def untrained_warning(record: dict | None) -> str | None:
     return None
 
 
-def export_bundle(checkpoint_or_model, out_dir, *, fp16: bool = True, opset: int = DEFAULT_OPSET,
+def export_bundle(checkpoint_or_model, out_dir, *, fp16: bool = True, int8: bool = False, opset: int = DEFAULT_OPSET,
                   force: bool = False, progress: bool = True) -> Bundle:
     """Export a checkpoint (path) or an in-memory MMFIR model to a validated bundle at ``out_dir``.
+
+    ``int8`` adds INT8 QDQ graphs, calibrated on real photos (``export/quantize.py``) and validated under
+    the INT8 contract like the others.
 
     Raises ExportValidationError (after writing the bundle marked invalid) when ORT disagrees with
     PyTorch beyond the accuracy contract, and MmfirError subclasses for bad input.
@@ -113,7 +116,8 @@ def export_bundle(checkpoint_or_model, out_dir, *, fp16: bool = True, opset: int
     warning = untrained_warning(record)
     if warning:
         log.warning(warning)
-    manifest, target = staged_export(model, record, out, fp16, opset, progress,
+    precisions = [Precision.FP32] + ([Precision.FP16] if fp16 else []) + ([Precision.INT8] if int8 else [])
+    manifest, target = staged_export(model, record, out, precisions, opset, progress,
                                      warnings=[warning] if warning else [], start=start)
     step_log(f"bundle written to {target} in {manifest['export_seconds']:.1f}s", progress)
     if not manifest["valid"]:
@@ -121,12 +125,12 @@ def export_bundle(checkpoint_or_model, out_dir, *, fp16: bool = True, opset: int
     return Bundle.open(target)
 
 
-def staged_export(model, record, out: Path, fp16: bool, opset: int, progress: bool, *, warnings: list[str],
-                  start: float) -> tuple[dict, Path]:
+def staged_export(model, record, out: Path, precisions: list[Precision], opset: int, progress: bool, *,
+                  warnings: list[str], start: float) -> tuple[dict, Path]:
     """Build the bundle in a temporary sibling of ``out`` and rename it into place; nothing stays behind."""
     staging = make_staging_dir(out)
     try:
-        manifest = build_bundle(model, record, staging, fp16, opset, progress)
+        manifest = build_bundle(model, record, staging, precisions, opset, progress)
         manifest["warnings"] = warnings
         manifest["export_seconds"] = round(time.perf_counter() - start, 2)
         write_manifest(staging, manifest)
@@ -140,20 +144,21 @@ def staged_export(model, record, out: Path, fp16: bool, opset: int, progress: bo
         raise
 
 
-def build_bundle(model, record: dict | None, folder: Path, fp16: bool, opset: int, progress: bool) -> dict:
+def build_bundle(model, record: dict | None, folder: Path, precisions: list[Precision], opset: int,
+                 progress: bool) -> dict:
     """Export, convert, check and validate into ``folder``; returns the manifest (without files)."""
     from .validate import check_graph_file
 
     graph = Graph(network_specs(model.cfg.to_dict()))
-    precisions = [Precision.FP32] + ([Precision.FP16] if fp16 else [])
     with prepared(model):
         fp16_info = write_graphs(model, graph, folder, precisions, opset, progress)
+        int8_info = write_int8_graphs(model, graph, folder, progress) if Precision.INT8 in precisions else None
         for name in graph.order:
             for p in precisions:
                 check_graph_file(folder / graph[name].onnx_file(p), graph[name], opset)
         step_log("onnx.checker and shape inference passed on every file", progress)
         validation = run_validation(model, graph, folder, precisions, progress)
-    return manifest_for(model, record, graph.specs, opset, validation, fp16_info)
+    return manifest_for(model, record, graph.specs, opset, validation, fp16_info, int8_info)
 
 
 def write_graphs(model, graph: Graph, folder: Path, precisions: list[Precision], opset: int, progress: bool) -> dict:
@@ -174,6 +179,25 @@ def write_graphs(model, graph: Graph, folder: Path, precisions: list[Precision],
             step_log(f"converting {name} to FP16 (LayerNorm, Softmax, reductions kept FP32)", progress)
             fp16_info[name] = convert_to_fp16(path, folder / spec.onnx_file(Precision.FP16))
     return fp16_info
+
+
+def write_int8_graphs(model, graph: Graph, folder: Path, progress: bool) -> dict:
+    """INT8 QDQ graphs of the spatial networks, calibrated on real photos; the per-image networks' INT8 file
+    is their FP32 graph (see export/quantize.py). Returns the manifest's record."""
+    from . import quantize
+
+    step_log("calibrating INT8 on real photos (not the validation photos)", progress)
+    feeds = quantize.calibration_feeds(model, graph)
+    networks = {}
+    for name in graph.order:
+        src, dst = folder / graph[name].onnx_file(Precision.FP32), folder / graph[name].onnx_file(Precision.INT8)
+        if name in graph.spatial:
+            step_log(f"quantizing {name} to INT8 (QDQ; Conv/MatMul/Gemm per channel)", progress)
+            networks[name] = quantize.quantize_graph(src, dst, feeds[name])
+        else:
+            shutil.copyfile(src, dst)
+            networks[name] = {"quantized_nodes": 0, "kept_fp32": "whole network (see export/quantize.py)"}
+    return {**quantize.settings(), "networks": networks}
 
 
 class prepared:
@@ -206,8 +230,8 @@ def run_validation(model, graph: Graph, folder: Path, precisions: list[Precision
             step_log(f"validating {name} {p.value}: onnxruntime CPU vs PyTorch FP32 on photos", progress)
             checks += compare_network(graph, name, folder / graph[name].onnx_file(p), p, cases, ort_runner(p),
                                       "ort-cpu")
-    bf16_checks, bf16_note = bf16_validation(graph, folder, cases, progress)
-    checks += bf16_checks
+    ov_checks, ov_notes = openvino_validation(graph, folder, cases, precisions, progress)
+    checks += ov_checks
     failed = [c for c in checks if not c.passed]
     bounded = [c for c in checks if c.bound is not None]
     summary = (f"all {len(bounded)} checks passed" if not failed else
@@ -217,25 +241,31 @@ def run_validation(model, graph: Graph, folder: Path, precisions: list[Precision
             "shapes": {n: [{k: list(v.shape) for k, v in graph.feeds(n, c).items()} for c in cases]
                        for n in graph.order},
             "ort_graph_optimization": {p.value: ort_optimization_level(p) for p in precisions},
-            "bf16": bf16_note,
+            "bf16": ov_notes[Precision.BF16.value],
+            "openvino": ov_notes,
             "reference": "torch/fp32 on scikit-image photos (astronaut, coffee, chelsea)"}
 
 
-def bf16_validation(graph: Graph, folder: Path, cases: list[dict], progress: bool) -> tuple[list, str]:
-    """OpenVINO BF16 on the FP32 graphs vs PyTorch FP32 (BF16 contract), where OpenVINO and BF16 exist."""
+def openvino_validation(graph: Graph, folder: Path, cases: list[dict], precisions: list[Precision],
+                        progress: bool) -> tuple[list, dict[str, str]]:
+    """OpenVINO vs PyTorch FP32 where it runs: BF16 on the FP32 graphs (CPUs with BF16), INT8 on the QDQ
+    graphs when exported; each under its precision's contract. Returns (checks, note per precision)."""
     from mmfir.runtime.backends.ov import OpenVinoBackend
 
     from .validate import compare_network, openvino_runner
 
-    ok, why = OpenVinoBackend.supports(Precision.BF16)
-    if not ok:
-        return [], f"not checked: {why}"
-    checks = []
-    for name in graph.order:
-        step_log(f"validating {name} bf16: OpenVINO CPU vs PyTorch FP32 on photos", progress)
-        checks += compare_network(graph, name, folder / graph[name].onnx_file(), Precision.BF16, cases,
-                                  openvino_runner(Precision.BF16), "ov-cpu")
-    return checks, "checked with OpenVINO (ov-cpu/bf16)"
+    checks, notes = [], {}
+    for p in [Precision.BF16] + [q for q in precisions if q == Precision.INT8]:
+        ok, why = OpenVinoBackend.supports(p)
+        if not ok:
+            notes[p.value] = f"not checked: {why}"
+            continue
+        for name in graph.order:
+            step_log(f"validating {name} {p.value}: OpenVINO CPU vs PyTorch FP32 on photos", progress)
+            checks += compare_network(graph, name, folder / graph[name].onnx_file(p.graph), p, cases,
+                                      openvino_runner(p), "ov-cpu")
+        notes[p.value] = f"checked with OpenVINO (ov-cpu/{p.value})"
+    return checks, notes
 
 
 def failed_checks(manifest: dict):

@@ -31,7 +31,7 @@ def preprocess_entry(cfg) -> dict:
 
 
 def manifest_for(model, record: dict | None, specs: dict[str, NetworkSpec], opset: int, validation: dict,
-                 fp16_info: dict) -> dict:
+                 fp16_info: dict, int8_info: dict | None = None) -> dict:
     """Everything but ``files``, ``warnings`` and ``export_seconds`` (added when the files are final)."""
     cfg = model.cfg
     metadata = dict(record["metadata"]) if record else {}
@@ -48,6 +48,7 @@ def manifest_for(model, record: dict | None, specs: dict[str, NetworkSpec], opse
         "opset": opset,
         "exporter_version": EXPORTER_VERSION,
         "fp16": fp16_info,
+        "int8": int8_info,
         "onnxruntime": {"graph_optimization_level": validation["ort_graph_optimization"]},
         "versions": versions(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

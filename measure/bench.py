@@ -32,9 +32,9 @@ def measured_networks(bundle) -> tuple[str, ...]:
     return (*bundle.graph.order, END_TO_END)
 
 
-def default_targets() -> list[Target]:
-    """torch eager FP32 (the baseline) and every deployable target that runs here."""
-    return runnable([BASELINE, *deployable_targets()])[0]
+def default_targets(bundle=None) -> list[Target]:
+    """torch eager FP32 (the baseline) and every deployable target that runs here (on the bundle's graphs)."""
+    return runnable([BASELINE, *deployable_targets()], bundle)[0]
 
 
 @dataclass
@@ -126,7 +126,8 @@ def flops_of(flops: dict, graph, network: str, size: int, batch: int) -> int | N
 
 def result_rows(label: Target, measured: dict, flops: dict, peaks: dict, graph) -> list[dict]:
     precision = label.precision
-    peak = (peaks.get("bf16") or {}) if precision == Precision.BF16 else (peaks.get("fp32") or {})
+    # the matmul peak of the precision's arithmetic; none is measured for INT8, so no share is claimed
+    peak = {Precision.BF16: peaks.get("bf16"), Precision.INT8: None}.get(precision, peaks.get("fp32")) or {}
     rows = []
     for r in measured.get("rows", []):
         count = flops_of(flops, graph, r["network"], r["size"], r["batch"])

@@ -152,12 +152,13 @@ def compare_backend(backend: Backend, feeds: Feeds, reference: Target, end_to_en
     return checks
 
 
-def candidate_targets(requested: list[Target] | None, reference: Target) -> tuple[list[Target], dict[str, str]]:
-    """The targets to compare: the requested ones, or every deployable target that runs here (with why
-    the others were skipped)."""
+def candidate_targets(requested: list[Target] | None, reference: Target,
+                      bundle=None) -> tuple[list[Target], dict[str, str]]:
+    """The targets to compare: the requested ones, or every deployable target that runs here on the
+    bundle's graphs (with why the others were skipped)."""
     if requested:
         return [t for t in requested if t != reference], {}
-    chosen, skipped = runnable(deployable_targets())
+    chosen, skipped = runnable(deployable_targets(), bundle)
     return [t for t in chosen if t != reference], skipped
 
 
@@ -175,7 +176,7 @@ def compare(bundle, images: dict[str, DecodedImage], targets: list[Target] | Non
             options: dict[str, dict] | None = None, progress=None) -> CompareReport:
     """Run ``targets`` (default: every available backend) against ``reference`` on ``images``."""
     options = options or {}
-    candidates, skipped = candidate_targets(targets, reference)
+    candidates, skipped = candidate_targets(targets, reference, bundle)
     report = CompareReport(reference, list(images), skipped=skipped)
     with open_reference(reference, bundle, threads, options) as ref:
         feeds = run_reference(ref, build_feeds(bundle, images))

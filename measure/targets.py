@@ -63,11 +63,13 @@ def deployable_targets() -> list[Target]:
     return [Target(name, p) for name in deployable_backends() for p in backend_class(name).precisions]
 
 
-def runnable(targets: list[Target]) -> tuple[list[Target], dict[str, str]]:
-    """The targets that run here, and why each other one does not."""
+def runnable(targets: list[Target], bundle=None) -> tuple[list[Target], dict[str, str]]:
+    """The targets that run here (on ``bundle``'s graphs, when given), and why each other one does not."""
     chosen, skipped = [], {}
     for target in targets:
         ok, why = target.status()
+        if ok and bundle is not None:
+            ok, why = bundle.has_graphs_for(target.precision)
         if ok:
             chosen.append(target)
         else:

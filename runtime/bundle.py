@@ -22,7 +22,7 @@ from typing import Callable
 
 from .errors import BundleError
 from .files import sha256_file, write_json_atomic
-from .spec import Graph, NetworkSpec, Precision
+from .spec import GRAPH_PRECISIONS, Graph, NetworkSpec, Precision
 
 FORMAT_VERSION = 2  # 2: inputs declare their sources (the graph)
 FORMAT = f"mmfir-bundle/{FORMAT_VERSION}"
@@ -85,8 +85,16 @@ class Bundle:
 
     def precisions(self) -> list[Precision]:
         """Precisions whose ONNX graphs are in the bundle for every network."""
-        return [p for p in (Precision.FP32, Precision.FP16)
+        return [p for p in GRAPH_PRECISIONS
                 if all(spec.onnx_file(p) in self.manifest["files"] for spec in self.specs.values())]
+
+    def has_graphs_for(self, precision: Precision | str) -> tuple[bool, str]:
+        """(every network has the graph ``precision`` runs on, what to do when not)."""
+        precision = Precision.parse(precision)
+        if precision.graph in self.precisions():
+            return True, ""
+        how = {Precision.FP16: "re-export without --no-fp16", Precision.INT8: "re-export with --int8"}
+        return False, f"bundle {self.root.name} has no {precision.graph.value} graphs ({how.get(precision.graph, 're-export')})"
 
     @property
     def engines_dir(self) -> Path:
@@ -96,13 +104,12 @@ class Bundle:
     def onnx_path(self, network: str, precision: Precision = Precision.FP32, verify: bool = True) -> Path:
         """Path of a network's ONNX graph at a precision; checked against the manifest's SHA-256.
 
-        BF16 (and any execution-only precision) runs on the FP32 graph."""
+        BF16 (an execution-only precision) runs on the FP32 graph."""
         precision = Precision.parse(precision)
-        name = self.specs[network].onnx_file(precision if precision == Precision.FP16 else Precision.FP32)
+        name = self.specs[network].onnx_file(precision.graph)
         if name not in self.manifest["files"]:
             have = ", ".join(p.value for p in self.precisions())
-            raise BundleError(f"bundle {self.root} has no {precision.value} graph for the {network} "
-                              f"(it has: {have}); re-export without --no-fp16")
+            raise BundleError(f"{self.has_graphs_for(precision)[1]} for the {network} (it has: {have})")
         if verify:
             self.verify_file(name)
         return self.root / name

@@ -39,6 +39,13 @@ class Precision(str, enum.Enum):
     FP32 = "fp32"
     FP16 = "fp16"
     BF16 = "bf16"
+    INT8 = "int8"
+
+    @property
+    def graph(self) -> "Precision":
+        """Which of a bundle's ONNX graphs this precision runs: BF16 is an execution mode of the FP32 graph;
+        FP16 and INT8 (QDQ) have graphs of their own."""
+        return Precision.FP32 if self == Precision.BF16 else self
 
     @classmethod
     def parse(cls, value: "str | Precision") -> "Precision":
@@ -69,7 +76,9 @@ CONTRACTS: dict[Precision, Contract] = {
     Precision.FP32: Contract(image_max_abs=1e-4, embedding_cosine=0.99999, class_agreement=1.0),
     Precision.FP16: Contract(image_psnr_db=45.0, embedding_cosine=0.999, class_agreement=0.99),
     Precision.BF16: Contract(image_psnr_db=40.0, embedding_cosine=0.999, class_agreement=0.99),
+    Precision.INT8: Contract(image_psnr_db=40.0, embedding_cosine=0.999, class_agreement=0.99),
 }
+GRAPH_PRECISIONS = (Precision.FP32, Precision.FP16, Precision.INT8)  # precisions with an ONNX file each
 
 
 def output_ref(network: str, output: str) -> str:

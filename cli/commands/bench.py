@@ -64,7 +64,7 @@ def run(args) -> int:
     from mmfir.runtime.progress import Progress
 
     bundle = Bundle.open(args.bundle)
-    targets = parse_targets(args.backends) if args.backends else default_targets()
+    targets = parse_targets(args.backends) if args.backends else default_targets(bundle)
     settings = settings_from(args, bundle)
     if args.plot:
         check_matplotlib()

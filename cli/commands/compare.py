@@ -39,7 +39,7 @@ def run(args) -> int:
     targets = parse_targets(args.backends) if args.backends else None
     images = folder_images(args.images, args.max_images) if args.images else sample_photos()
     options = {"torch": {"checkpoint": args.checkpoint}} if args.checkpoint else {}
-    progress = Progress(len(candidate_targets(targets, reference)[0]), "compare")
+    progress = Progress(len(candidate_targets(targets, reference, bundle)[0]), "compare")
     report = compare(bundle, images, targets, reference, args.end_to_end, args.threads, options, progress)
     print(format_table(report))
     if args.json_out:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from mmfir.runtime.errors import ImageError, MmfirError, ServerRejected, UsageError
 
+from mmfir.runtime.spec import Precision
+
 from ..common import backend_help
 
 GLOB_CHARS = "*?["
@@ -49,7 +51,8 @@ def add_parser(sub):
     p.add_argument("-o", "--out", dest="out_dir", required=True, help="output folder (created if missing)")
     p.add_argument("--bundle", help="bundle folder (default: the demo's bundle of the shipped tiny model)")
     p.add_argument("--backend", default="auto", help=backend_help("auto"))
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    p.add_argument("--precision", default="fp32", choices=[p.value for p in Precision],
+                   help="fp32 (default), fp16, bf16 (CPUs with BF16), int8 (bundles exported with --int8)")
     p.add_argument("--tile", type=int, default=DEFAULT_TILE, help="restorer tile size in pixels; 0 = whole image")
     p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="tile overlap in pixels (blended)")
     p.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="images (or tiles) per network call")

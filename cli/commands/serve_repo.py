@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 
+from mmfir.runtime.spec import GRAPH_PRECISIONS
+
 
 def add_parser(sub):
     p = sub.add_parser("serve-repo", help="write a Triton Inference Server model repository for a bundle",
@@ -16,7 +18,8 @@ def add_parser(sub):
     p.add_argument("--instances", type=int, default=1, help="instances per model (default 1)")
     p.add_argument("--max-batch", type=int, default=4, help="max_batch_size of every model (default 4)")
     p.add_argument("--kind", choices=("cpu", "gpu"), help="instance kind (default: gpu for tensorrt, else cpu)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"), help="which ONNX graphs to serve")
+    p.add_argument("--precision", default="fp32", choices=[p.value for p in GRAPH_PRECISIONS],
+                   help="which ONNX graphs to serve (int8: bundles exported with --int8)")
     p.add_argument("--threads", type=int, help="onnxruntime threads per instance (python backend)")
     p.add_argument("--max-side", type=int, help="refuse images larger than this per side "
                                                  "(default: the restorer profile's largest tile)")

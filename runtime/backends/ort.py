@@ -149,6 +149,7 @@ class OrtBackend(Backend):
 class OrtCpuBackend(OrtBackend):
     name = "ort-cpu"
     provider = "CPUExecutionProvider"
+    precisions = (Precision.FP32, Precision.FP16, Precision.INT8)  # INT8: the bundle's QDQ graphs
     priority = 10
 
 

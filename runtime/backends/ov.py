@@ -28,7 +28,8 @@ from ..files import local_or_cache
 from ..spec import Precision
 from .base import Backend
 
-_HINT = {Precision.FP32: "f32", Precision.BF16: "bf16"}
+# INT8 runs the bundle's QDQ graph: OpenVINO executes the quantized ops in int8, the rest in f32.
+_HINT = {Precision.FP32: "f32", Precision.BF16: "bf16", Precision.INT8: "f32"}
 
 
 def import_openvino():
@@ -89,7 +90,7 @@ def infer(request, feeds: dict[str, np.ndarray], output_names: list[str]) -> dic
 
 class OpenVinoBackend(Backend):
     name = "ov-cpu"
-    precisions = (Precision.FP32, Precision.BF16)
+    precisions = (Precision.FP32, Precision.BF16, Precision.INT8)
     priority = 20
 
     def __init__(self, bundle, precision=Precision.FP32, threads=None, cache_dir=None, **options):
@@ -115,7 +116,7 @@ class OpenVinoBackend(Backend):
 
     def _request(self, network: str):
         if network not in self._requests:
-            path = self.bundle.onnx_path(network, Precision.FP32)  # BF16 is an execution hint on FP32
+            path = self.bundle.onnx_path(network, self.precision)  # BF16: the FP32 graph with the bf16 hint
             self._requests[network] = compile_onnx(path, self.precision, self.threads, self.cache_dir)
         return self._requests[network]
 

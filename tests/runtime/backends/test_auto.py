@@ -55,6 +55,6 @@ def test_never_picks_a_backend_that_cannot_run_the_precision(bundle):
     ok, reason = OpenVinoBackend.supports("fp16")
     assert not ok and f"ov-cpu ({reason})" in why
     if HAVE_OV:  # installed, so the reason is the precision, not the package
-        assert reason == "ov-cpu does not run fp16 (it runs fp32, bf16)"
+        assert reason == "ov-cpu does not run fp16 (it runs fp32, bf16, int8)"
     with pytest.raises(BackendUnavailable, match="no backend here runs fp16"):
         choose_backend(bundle, "fp16", ["ov-cpu"])

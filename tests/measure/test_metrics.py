@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mmfir.measure.degradations import degrade
+from mmfir.measure.degradations import DEGRADATIONS, degrade
 from mmfir.runtime.errors import ImageError
 from mmfir.measure.metrics import psnr, ssim
 
@@ -15,7 +15,7 @@ metrics = pytest.importorskip("skimage.metrics")
 def pairs(photos):
     clean = photos["chelsea"][:160, :200]
     return [(clean, degrade(clean, name, 0.5, np.random.default_rng(1)))
-            for name in ("noisy", "blurry", "jpeg-compressed", "low-light", "hazy", "rainy")]
+            for name in DEGRADATIONS]
 
 
 def test_psnr_matches_skimage(pairs):

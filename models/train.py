@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import logging
 import math
 import sys
 import time
@@ -33,6 +34,8 @@ from . import build_model, load_checkpoint, load_clip_weights, save_checkpoint
 from .data import HELD_OUT_PHOTOS, TRAIN_PHOTOS, PhotoSampler, held_out_photos
 from .losses import content_contrastive_loss, degradation_contrastive_loss, restoration_loss
 from .system import MMFIR
+
+log = logging.getLogger(__name__)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -164,7 +167,7 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        print(f"text warm-up: mean squared cosine between prompts {loss.item():.2e}", file=sys.stderr, flush=True)
+        log.info(f"text warm-up: mean squared cosine between prompts {loss.item():.2e}")
 
     def stage2_loss(self, batch) -> tuple[torch.Tensor, dict]:
         x, clean = torch.from_numpy(batch.degraded), torch.from_numpy(batch.clean)
@@ -247,16 +250,15 @@ class Trainer:
         rate = self.step / max(1e-6, time.perf_counter() - t0)
         eta = (self.total - self.step) / max(rate, 1e-6)
         parts = " ".join(f"{k} {v:.4f}" for k, v in info.items())
-        print(f"stage {self.stage} step {self.step}/{self.total} lr {self.lr_at(self.step - 1):.2e} {parts} "
-              f"| {rate:.2f} step/s eta {eta / 60:.1f} min | train {self.seconds / 60:.1f} min",
-              file=sys.stderr, flush=True)
+        log.info(f"stage {self.stage} step {self.step}/{self.total} lr {self.lr_at(self.step - 1):.2e} {parts} "
+                 f"| {rate:.2f} step/s eta {eta / 60:.1f} min | train {self.seconds / 60:.1f} min")
         self.history.append({"stage": self.stage, "step": self.step, **{k: round(v, 5) for k, v in info.items()}})
 
     def evaluate(self) -> list[dict]:
         """Held-out photos, each degradation at mid strength, restored by the EMA model."""
         cases = make_cases(held_out_photos())
         rows = summarize(evaluate_cases(cases, lambda imgs: restore_with_torch(self.ema, imgs)))
-        print(format_summary(rows), file=sys.stderr, flush=True)
+        log.info(format_summary(rows))
         return rows
 
     # ----- persistence
@@ -276,7 +278,7 @@ class Trainer:
                  "rng": self.sampler.rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
         with atomic_path(self.state_path) as tmp:
             torch.save(state, tmp)
-        print(f"saved {self.args.out} (stage {self.stage} step {self.step})", file=sys.stderr, flush=True)
+        log.info(f"saved {self.args.out} (stage {self.stage} step {self.step})")
 
     def _load_state(self) -> None:
         if not self.state_path.is_file():
@@ -291,7 +293,7 @@ class Trainer:
         self.opt.load_state_dict(state["opt"])
         self.sampler.rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
-        print(f"resumed stage {self.stage} step {self.step}", file=sys.stderr, flush=True)
+        log.info(f"resumed stage {self.stage} step {self.step}")
 
 
 def text_parameters(clip: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -330,16 +332,23 @@ def restore_with_torch(model: MMFIR, images: list[np.ndarray]) -> tuple[list[np.
 
 
 def main(argv=None) -> int:
+    """``python -m mmfir.models.train``: the training command. Progress goes to stderr through logging,
+    the result (checkpoint path, minutes) to stdout as JSON, an error as one line."""
     args = parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    logging.getLogger("mmfir").addHandler(handler)
+    logging.getLogger("mmfir").setLevel(logging.INFO)
     try:
         trainer = Trainer(args)
-        print(f"training {args.config}: stage 1 {args.stage1_steps} steps (train CLIP: {trainer.train_clip}), "
-              f"stage 2 {args.stage2_steps} steps -> {args.out}", file=sys.stderr, flush=True)
+        log.info(f"training {args.config}: stage 1 {args.stage1_steps} steps (train CLIP: {trainer.train_clip}), "
+                 f"stage 2 {args.stage2_steps} steps -> {args.out}")
         trainer.run()
     except MmfirError as err:
-        print(f"train: error: {err}", file=sys.stderr)
+        log.error(f"train: error: {err}")
         return err.exit_code
-    print(json.dumps({"out": str(args.out), "train_minutes": round(trainer.seconds / 60, 2)}))
+    finally:
+        logging.getLogger("mmfir").removeHandler(handler)
+    sys.stdout.write(json.dumps({"out": str(args.out), "train_minutes": round(trainer.seconds / 60, 2)}) + "\n")
     return 0
 
 

@@ -32,4 +32,5 @@ class Progress:
 def step_log(message: str, enabled: bool = True) -> None:
     """One progress line for a long step (export, build)."""
     if enabled:
-        print(f"... {message}", file=sys.stderr, flush=True)
+        sys.stderr.write(f"... {message}\n")
+        sys.stderr.flush()

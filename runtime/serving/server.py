@@ -33,7 +33,7 @@ PROBE = ("import json, sys, sysconfig\n"
          "out = {'version': '%d.%d' % sys.version_info[:2], 'libdir': sysconfig.get_config_var('LIBDIR')}\n"
          "try:\n    import numpy; out['numpy'] = numpy.__version__\nexcept ImportError: out['numpy'] = None\n"
          "try:\n    import mmfir.runtime; out['mmfir'] = True\nexcept ImportError: out['mmfir'] = False\n"
-         "print(json.dumps(out))\n")
+         "sys.stdout.write(json.dumps(out))\n")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from mmfir.runtime.errors import ExportError
-from mmfir.runtime.spec import CLIP_IMAGE, PIXELS, Graph
+from mmfir.runtime.spec import Graph
 
 CALIBRATION_PHOTOS = ("rocket", "motorcycle_left", "hubble_deep_field", "immunohistochemistry", "retina",
                       "camera", "coins", "brick")
@@ -58,17 +58,10 @@ def calibration_pixels(multiple: int, seed: int = 0) -> np.ndarray:
 
 def calibration_feeds(model, graph: Graph) -> dict[str, list[dict[str, np.ndarray]]]:
     """Per network, one feed per calibration crop (batch 1), taken from the torch graph's values."""
-    from .onnx_export import run_torch, torch_module
-    from .validate import clip_inputs
+    from .validate import torch_values
 
-    modules = {n: torch_module(model, graph[n]) for n in graph.order}
-    feeds: dict[str, list] = {n: [] for n in graph.order}
-    for pixels in calibration_pixels(graph.multiple):
-        values = {CLIP_IMAGE: clip_inputs(model, pixels[None]), PIXELS: pixels[None]}
-        values = graph.run(lambda n, f: run_torch(modules[n], graph[n], f), values)
-        for n in graph.order:
-            feeds[n].append(graph.feeds(n, values))
-    return feeds
+    cases = torch_values(model, graph, (pixels[None] for pixels in calibration_pixels(graph.multiple)))
+    return {n: [graph.feeds(n, values) for values in cases] for n in graph.order}
 
 
 class FeedReader:

@@ -62,14 +62,16 @@ def clip_inputs(model, pixels: np.ndarray) -> np.ndarray:
     return model.clip_input(torch.from_numpy(pixels)).numpy()
 
 
-def reference_values(model, graph: Graph) -> list[dict[str, np.ndarray]]:
-    """Per case: the pipeline values and every network's torch FP32 outputs."""
+def torch_values(model, graph: Graph, batches) -> list[dict[str, np.ndarray]]:
+    """Per [N, 3, H, W] pixel batch: the pipeline values and every network's torch FP32 outputs."""
     modules = {n: torch_module(model, graph[n]) for n in graph.order}
-    cases = []
-    for pixels in pixel_cases(load_photos(), graph.multiple):
-        values = {CLIP_IMAGE: clip_inputs(model, pixels), PIXELS: pixels}
-        cases.append(graph.run(lambda n, feeds: run_torch(modules[n], graph[n], feeds), values))
-    return cases
+    run = lambda n, feeds: run_torch(modules[n], graph[n], feeds)  # noqa: E731
+    return [graph.run(run, {CLIP_IMAGE: clip_inputs(model, pixels), PIXELS: pixels}) for pixels in batches]
+
+
+def reference_values(model, graph: Graph) -> list[dict[str, np.ndarray]]:
+    """Per validation case: the pipeline values and every network's torch FP32 outputs."""
+    return torch_values(model, graph, pixel_cases(load_photos(), graph.multiple))
 
 
 def references_of(spec: NetworkSpec, values: dict) -> dict[str, np.ndarray]:

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import datetime
-import importlib.metadata as md
 from pathlib import Path
 
 from mmfir.runtime.bundle import FORMAT, MANIFEST
+from mmfir.runtime.cpu import package_versions
 from mmfir.runtime.files import sha256_file, write_json_atomic
 from mmfir.runtime.spec import NetworkSpec
 
@@ -15,13 +15,7 @@ VERSIONED = ("mmfir", "torch", "onnx", "onnxscript", "onnxruntime", "open_clip_t
 
 
 def versions() -> dict[str, str | None]:
-    out = {}
-    for pkg in VERSIONED:
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = None
-    return out
+    return package_versions(VERSIONED)
 
 
 def preprocess_entry(cfg) -> dict:

@@ -7,7 +7,6 @@ recorded as not measured, with the reason.
 """
 from __future__ import annotations
 
-import importlib.metadata
 import platform
 
 import numpy as np
@@ -19,13 +18,8 @@ PACKAGES = ("onnxruntime", "onnxruntime-gpu", "openvino", "torch", "tensorrt", "
 
 
 def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return out
+    installed = {k: v for k, v in cpu.package_versions(PACKAGES).items() if v}
+    return {"python": platform.python_version(), **installed}
 
 
 def machine_info() -> dict:

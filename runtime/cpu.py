@@ -1,4 +1,5 @@
-"""What this CPU is and can do, read from the operating system (never assumed).
+"""What this machine is and can do, read from the operating system (never assumed): the CPU, its
+features and cores, and the installed versions of the packages that decide speed.
 
 Used by the backends (BF16 only where the CPU has it), by autotune's cache key and by the bench's
 machine record. On Linux the flags come from /proc/cpuinfo; elsewhere they are empty, so a feature
@@ -48,6 +49,19 @@ def bf16_support() -> tuple[bool, str]:
     if any(f in cpu_flags() for f in BF16_FLAGS):
         return True, ""
     return False, f"this CPU ({cpu_model()}) reports no BF16 instructions ({' or '.join(BF16_FLAGS)})"
+
+
+def package_versions(names) -> dict[str, str | None]:
+    """Installed version of each distribution in ``names`` (None when not installed)."""
+    import importlib.metadata
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
 
 
 def usable_cores() -> int:

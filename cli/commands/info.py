@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 
+PACKAGES = ("mmfir", "numpy", "onnxruntime", "onnxruntime-gpu", "pillow", "torch", "open_clip_torch", "onnx",
+            "openvino", "tensorrt", "polygraphy", "nvidia-pytriton")
+
+
 def add_parser(sub):
     p = sub.add_parser("info", help="show versions, installed backends and what each runs on this machine")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    import importlib.metadata as md
     import platform
 
     from mmfir.runtime import cpu
@@ -17,12 +20,8 @@ def run(args) -> int:
 
     print(f"python {platform.python_version()} on {platform.machine()}; CPU {cpu.cpu_model()}, "
           f"{cpu.usable_cores()} cores, features: {', '.join(cpu.reported_features()) or 'none reported'}")
-    for pkg in ("mmfir", "numpy", "onnxruntime", "onnxruntime-gpu", "pillow", "torch", "open_clip_torch", "onnx",
-                "openvino", "tensorrt", "polygraphy", "nvidia-pytriton"):
-        try:
-            print(f"  {pkg:<18} {md.version(pkg)}")
-        except md.PackageNotFoundError:
-            print(f"  {pkg:<18} -")
+    for pkg, version in cpu.package_versions(PACKAGES).items():
+        print(f"  {pkg:<18} {version or '-'}")
     print("backends:")
     for name in backend_names():
         try:

@@ -11,7 +11,6 @@ no measurement succeeds, the registry's priority order decides and the reason sa
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import time
 from pathlib import Path
@@ -33,12 +32,7 @@ VERSIONED = ("onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt", "numpy")
 
 def machine_key() -> str:
     """A short hash of CPU model, core count and inference library versions."""
-    versions = {}
-    for name in VERSIONED:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
+    versions = {k: v for k, v in cpu.package_versions(VERSIONED).items() if v}
     text = json.dumps({"cpu": cpu.cpu_model(), "cores": cpu.usable_cores(), "versions": versions}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

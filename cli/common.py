@@ -14,6 +14,21 @@ def backend_help(default: str) -> str:
     return f"auto (the fastest measured here), or one of {', '.join(backend_names())} (default {default})"
 
 
+def add_backend_options(parser, default: str) -> None:
+    """--backend, --precision and --threads: what ``make_backend`` reads."""
+    from mmfir.runtime.spec import Precision
+
+    parser.add_argument("--backend", default=default, help=backend_help(default))
+    parser.add_argument("--precision", default="fp32", choices=[p.value for p in Precision],
+                        help="fp32 (default), fp16, bf16 (CPUs with BF16), int8 (bundles exported with --int8)")
+    parser.add_argument("--threads", type=int, help="CPU threads per network call (default: the backend's)")
+
+
+def torch_options(checkpoint: str | None) -> dict[str, dict]:
+    """Per-backend options naming the checkpoint the torch backends load (default: the bundle's record)."""
+    return {name: {"checkpoint": checkpoint} for name in ("torch", "torch-compile")} if checkpoint else {}
+
+
 def open_bundle(path: str | None, checkpoint: str | None = None):
     """``--bundle`` when given, else the (cached) bundle of ``checkpoint``, else the shipped model's."""
     from mmfir.runtime.bundle import Bundle

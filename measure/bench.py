@@ -11,6 +11,7 @@ Rows are per network of the bundle's graph (``encoder``, ``restorer``) plus ``en
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -156,8 +157,7 @@ def run_bench(bundle, targets: list[Target], settings: BenchSettings, options: d
     from .machine import machine_info
 
     options = options or {}
-    if settings.networks is None:
-        settings.networks = measured_networks(bundle)
+    settings = dataclasses.replace(settings, networks=settings.networks or measured_networks(bundle))
     report = {"schema": SCHEMA, "machine": machine_info(), "environment": dict(MALLOC_ENV),
               "bundle": bundle_summary(bundle), "settings": settings_json(settings), "notes": notes(targets),
               "backends": {}, "results": [],

@@ -63,14 +63,14 @@ def run(args) -> int:
     from mmfir.runtime.files import write_json_atomic
     from mmfir.runtime.progress import Progress
 
+    from ..common import torch_options
+
     bundle = Bundle.open(args.bundle)
     targets = parse_targets(args.backends) if args.backends else default_targets(bundle)
     settings = settings_from(args, bundle)
     if args.plot:
         check_matplotlib()
-    checkpoint = {"checkpoint": args.checkpoint} if args.checkpoint else None
-    options = {"torch": checkpoint, "torch-compile": checkpoint} if checkpoint else {}
-    report = run_bench(bundle, targets, settings, options, Progress(len(targets), "bench"))
+    report = run_bench(bundle, targets, settings, torch_options(args.checkpoint), Progress(len(targets), "bench"))
     report["markdown"] = format_markdown(report)
     print(format_table(report))
     if args.json_out:

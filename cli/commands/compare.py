@@ -34,11 +34,13 @@ def run(args) -> int:
     from mmfir.runtime.files import write_json_atomic
     from mmfir.runtime.progress import Progress
 
+    from ..common import torch_options
+
     bundle = Bundle.open(args.bundle)
     reference = parse_target(args.reference)
     targets = parse_targets(args.backends) if args.backends else None
     images = folder_images(args.images, args.max_images) if args.images else sample_photos()
-    options = {"torch": {"checkpoint": args.checkpoint}} if args.checkpoint else {}
+    options = torch_options(args.checkpoint)
     progress = Progress(len(candidate_targets(targets, reference, bundle)[0]), "compare")
     report = compare(bundle, images, targets, reference, args.end_to_end, args.threads, options, progress)
     print(format_table(report))

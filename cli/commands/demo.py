@@ -4,9 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mmfir.runtime.spec import Precision
-
-from ..common import backend_help
+from ..common import add_backend_options
 
 
 def add_parser(sub):
@@ -16,10 +14,7 @@ def add_parser(sub):
                                    "PNGs and a contact sheet, print PSNR/SSIM before and after.")
     p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     p.add_argument("--bundle", help="bundle folder (default: the shipped tiny model, exported on first use)")
-    p.add_argument("--backend", default="ort-cpu", help=backend_help("ort-cpu"))
-    p.add_argument("--precision", default="fp32", choices=[p.value for p in Precision],
-                   help="fp32 (default), fp16, bf16 (CPUs with BF16), int8 (bundles exported with --int8)")
-    p.add_argument("--threads", type=int, help="CPU threads per network call")
+    add_backend_options(p, "ort-cpu")
     p.add_argument("--photos", nargs="+", metavar="NAME", help="scikit-image photo names (default: held out)")
     p.add_argument("--json", action="store_true", help="print the scores as JSON on stdout")
     p.set_defaults(func=run)

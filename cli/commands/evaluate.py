@@ -4,9 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mmfir.runtime.spec import Precision
-
-from ..common import backend_help
+from ..common import add_backend_options
 
 
 def add_parser(sub):
@@ -17,10 +15,7 @@ def add_parser(sub):
     src.add_argument("--bundle", help="bundle folder")
     src.add_argument("--checkpoint", help="checkpoint (.safetensors); exported into the cache on first use")
     p.add_argument("--images", required=True, help="folder of clean images (PNG, JPEG, ...)")
-    p.add_argument("--backend", default="ort-cpu", help=backend_help("ort-cpu"))
-    p.add_argument("--precision", default="fp32", choices=[p.value for p in Precision],
-                   help="fp32 (default), fp16, bf16 (CPUs with BF16), int8 (bundles exported with --int8)")
-    p.add_argument("--threads", type=int, help="CPU threads per network call")
+    add_backend_options(p, "ort-cpu")
     p.add_argument("--strength", type=float, default=0.5, help="degradation strength in [0, 1] (default 0.5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="also write degraded | restored | clean PNGs and a contact sheet here")

@@ -15,9 +15,7 @@ from pathlib import Path
 
 from mmfir.runtime.errors import ImageError, MmfirError, ServerRejected, UsageError
 
-from mmfir.runtime.spec import Precision
-
-from ..common import backend_help
+from ..common import add_backend_options
 
 GLOB_CHARS = "*?["
 
@@ -50,13 +48,10 @@ def add_parser(sub):
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     p.add_argument("-o", "--out", dest="out_dir", required=True, help="output folder (created if missing)")
     p.add_argument("--bundle", help="bundle folder (default: the demo's bundle of the shipped tiny model)")
-    p.add_argument("--backend", default="auto", help=backend_help("auto"))
-    p.add_argument("--precision", default="fp32", choices=[p.value for p in Precision],
-                   help="fp32 (default), fp16, bf16 (CPUs with BF16), int8 (bundles exported with --int8)")
+    add_backend_options(p, "auto")
     p.add_argument("--tile", type=int, default=DEFAULT_TILE, help="restorer tile size in pixels; 0 = whole image")
     p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="tile overlap in pixels (blended)")
     p.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="images (or tiles) per network call")
-    p.add_argument("--threads", type=int, help="CPU threads per network call (default: the backend's)")
     p.add_argument("--checkpoint", help="checkpoint for --backend torch (default: the one recorded in the bundle)")
     p.add_argument("--max-pixels", type=float, default=100e6, help="refuse larger images (default 100e6)")
     p.add_argument("--server", metavar="URL", help="send the images to a running `mmfir serve` Triton server "

@@ -162,14 +162,17 @@ def map_state_dict(state: dict[str, torch.Tensor], expected: dict[str, torch.Ten
     misshaped = sorted(f"{d} {tuple(state[d].shape)} != {tuple(expected[m].shape)}"
                        for d, m in names.items() if d in state and state[d].shape != expected[m].shape)
     differing = sorted(k for k in aliases if not torch.equal(state[k], state["clip." + k]))
-    problems = [(label, keys) for label, keys in (("missing", missing), ("unexpected", unexpected),
-                                                  ("mis-shaped", misshaped),
-                                                  ("visual.* differing from clip.visual.*", differing)) if keys]
-    if problems:
-        text = "; ".join(f"{label}: " + ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
-                         for label, keys in problems)
+    text = describe_mismatch([("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped),
+                              ("visual.* differing from clip.visual.*", differing)])
+    if text:
         raise CheckpointError(f"{source} does not fit the DA-CLIP layout inferred from its tensors: {text}")
     return {m: state[d].detach().to(torch.float32).contiguous() for d, m in names.items()}
+
+
+def describe_mismatch(problems: list[tuple[str, list[str]]]) -> str:
+    """``"missing: a, b; mis-shaped: c (1, 2) != (3,)"`` for the non-empty lists, at most 8 keys each ("" if none)."""
+    return "; ".join(f"{label}: " + ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
+                     for label, keys in problems if keys)
 
 
 def restorer_section(restorer_config: str) -> RestorerConfig:

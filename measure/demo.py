@@ -15,7 +15,7 @@ from mmfir.runtime.bundle import Bundle
 from mmfir.runtime.files import atomic_write
 from mmfir.runtime.progress import Progress
 
-from .evaluate import Case, RestoreFn, Score, evaluate_cases
+from .evaluate import Case, RestoreFn, Score, case_name, evaluate_cases
 
 
 def held_out_names(bundle: Bundle) -> list[str]:
@@ -48,14 +48,15 @@ def run_cases(pipeline, cases: list[Case], out_dir: Path | None, progress: bool 
     def done(case: Case, restored: np.ndarray) -> None:
         if out_dir is not None:
             panel = side_by_side(case.degraded, restored, case.clean)
-            save_png(panel, out_dir / f"{Path(case.photo).stem}_{case.degradation}.png")
+            save_png(panel, out_dir / f"{case_name(case)}.png")
             panels.append(panel)
-        bar.step(f"{case.photo} {case.degradation}")
+        bar.step(f"{case.photo} {case.degradation} {case.strength:.2f}")
 
     scores = evaluate_cases(cases, pipeline_restore_fn(pipeline), on_done=done)
     if out_dir is not None and panels:
-        save_png(contact_sheet(panels, [f"{s.degradation} -> {s.predicted} {s.psnr_before:.1f}->{s.psnr_after:.1f} dB"
-                                        for s in scores]), out_dir / "contact_sheet.png")
+        save_png(contact_sheet(panels, [f"{s.photo} {s.degradation} {s.strength:.2f} -> {s.predicted} "
+                                        f"{s.psnr_before:.1f}->{s.psnr_after:.1f} dB" for s in scores]),
+                 out_dir / "contact_sheet.png")
     return scores
 
 

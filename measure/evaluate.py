@@ -1,5 +1,6 @@
-"""Evaluation on clean images: degrade each with every degradation (fixed seed, mid strength),
-restore, and score PSNR/SSIM before and after plus the predicted degradation class.
+"""Evaluation on clean images: degrade each with every degradation at several strengths (fixed
+seeds), restore, and score PSNR/SSIM before and after plus the predicted degradation class. The
+demo's held-out set is 4 photos x 6 degradations x 3 strengths (0.25, 0.5, 0.75) = 72 cases.
 
 Independent of how images are restored: ``evaluate_cases`` takes a function that maps a list of
 degraded images to ``(restored images, labels, confidences)``; the CLI passes the runtime pipeline,
@@ -16,7 +17,7 @@ import numpy as np
 from .degradations import DEGRADATIONS, degrade
 from .metrics import psnr, ssim
 
-DEMO_STRENGTH = 0.5
+DEMO_STRENGTHS = (0.25, 0.5, 0.75)
 DEMO_SEED = 0
 
 RestoreFn = Callable[[list[np.ndarray]], tuple[list[np.ndarray], list[str], list[float]]]
@@ -26,6 +27,7 @@ RestoreFn = Callable[[list[np.ndarray]], tuple[list[np.ndarray], list[str], list
 class Case:
     photo: str
     degradation: str
+    strength: float
     clean: np.ndarray
     degraded: np.ndarray
 
@@ -34,6 +36,7 @@ class Case:
 class Score:
     photo: str
     degradation: str
+    strength: float
     predicted: str
     confidence: float
     psnr_before: float
@@ -43,18 +46,24 @@ class Score:
 
 
 def make_cases(images: dict[str, np.ndarray], degradations: Sequence[str] = tuple(DEGRADATIONS),
-               strength: float = DEMO_STRENGTH, seed: int = DEMO_SEED) -> list[Case]:
-    """Every image with every degradation; each case has its own seeded generator (reproducible)."""
+               strengths: Sequence[float] = DEMO_STRENGTHS, seed: int = DEMO_SEED) -> list[Case]:
+    """Every image with every degradation at every strength; each case has its own seeded generator."""
     cases = []
     for i, (name, clean) in enumerate(images.items()):
         for j, deg in enumerate(degradations):
-            rng = np.random.default_rng([seed, i, j])
-            cases.append(Case(name, deg, clean, degrade(clean, deg, strength, rng)))
+            for k, strength in enumerate(strengths):
+                rng = np.random.default_rng([seed, i, j, k])
+                cases.append(Case(name, deg, float(strength), clean, degrade(clean, deg, strength, rng)))
     return cases
 
 
+def case_name(case: Case | Score) -> str:
+    """``photo_degradation_sNN``: the file stem of a case's images (NN = strength x 100)."""
+    return f"{case.photo.rsplit('.', 1)[0]}_{case.degradation}_s{round(case.strength * 100):02d}"
+
+
 def score_case(case: Case, restored: np.ndarray, label: str, confidence: float) -> Score:
-    return Score(case.photo, case.degradation, label, float(confidence),
+    return Score(case.photo, case.degradation, case.strength, label, float(confidence),
                  psnr(case.clean, case.degraded), psnr(case.clean, restored),
                  ssim(case.clean, case.degraded), ssim(case.clean, restored))
 
@@ -93,12 +102,13 @@ def _row(name: str, group: list[Score]) -> dict:
 
 def format_scores(scores: list[Score]) -> str:
     """One line per case, then the per-degradation summary."""
-    head = f"{'image':<14} {'degradation':<16} {'predicted':<16} {'conf':>5}  {'PSNR in':>7} {'PSNR out':>8}  " \
-           f"{'SSIM in':>7} {'SSIM out':>8}"
+    head = f"{'image':<14} {'degradation':<16} {'str':>4} {'predicted':<16} {'conf':>5}  {'PSNR in':>7} " \
+           f"{'PSNR out':>8}  {'SSIM in':>7} {'SSIM out':>8}"
     lines = [head, "-" * len(head)]
     for s in scores:
         mark = "" if s.predicted == s.degradation else " *"
-        lines.append(f"{s.photo[:14]:<14} {s.degradation:<16} {s.predicted + mark:<16} {s.confidence:5.2f}  "
+        lines.append(f"{s.photo[:14]:<14} {s.degradation:<16} {s.strength:4.2f} {s.predicted + mark:<16} "
+                     f"{s.confidence:5.2f}  "
                      f"{s.psnr_before:7.2f} {s.psnr_after:8.2f}  {s.ssim_before:7.4f} {s.ssim_after:8.4f}")
     lines += ["", format_summary(summarize(scores))]
     return "\n".join(lines)

@@ -55,17 +55,36 @@ class EncoderConfig:
     fixed_logit_scale: float = 0.0
 
 
+CONDITIONING = ("pixel-attention", "modulation")
+UPSAMPLING = ("pixelshuffle", "bilinear")
+
+
 @dataclass(frozen=True)
 class RestorerConfig:
-    """NAFNet-style U-Net with cross-attention to the mmf tokens at the low-res stages."""
+    """NAFNet-style U-Net conditioned on the mmf tokens.
+
+    The defaults are the first architecture, so checkpoints saved before these keys existed load
+    unchanged; the shipped configs choose the second one (see ``models/restorer.py`` for why):
+
+    - ``conditioning``: ``"pixel-attention"`` (every pixel of the deepest ``attn_levels`` levels and the
+      middle attends to the tokens) or ``"modulation"`` (learned queries attend to the tokens at every
+      stage; the result scales and shifts the stage's channels, the same for every pixel).
+    - ``channel_attention``: NAFNet's simplified channel attention (a global average pool per block).
+      It makes a tile's output depend on the whole tile, so tiles and the whole image differ.
+    - ``upsample``: ``"pixelshuffle"`` (1x1 conv to 2C, PixelShuffle) or ``"bilinear"`` (1x1 conv to C/2
+      at the low resolution, then bilinear x2: smooth, no 2x2 cell structure).
+    """
 
     width: int = 32
     enc_blocks: tuple[int, ...] = (2, 2, 4, 8)
     middle_blocks: int = 12
     dec_blocks: tuple[int, ...] = (2, 2, 2, 2)
-    attn_levels: int = 2  # cross-attention in the deepest N encoder/decoder levels and the middle
+    attn_levels: int = 2  # pixel-attention only: the deepest N encoder/decoder levels and the middle
     attn_heads: int = 4
     ffn_expand: int = 2
+    conditioning: str = "pixel-attention"
+    channel_attention: bool = True
+    upsample: str = "pixelshuffle"
 
 
 @dataclass(frozen=True)
@@ -142,6 +161,8 @@ def validate(cfg: ModelConfig) -> ModelConfig:
         ("restorer.middle_blocks", r.middle_blocks >= 1),
         ("restorer.attn_levels", 0 <= r.attn_levels <= len(r.enc_blocks)),
         ("restorer.ffn_expand", r.ffn_expand >= 1),
+        ("restorer.conditioning", r.conditioning in CONDITIONING),
+        ("restorer.upsample", r.upsample in UPSAMPLING),
     ]
     for key, ok in checks:
         if not ok:

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmfir.measure.degradations import ALL_CLASSES, degrade
-from mmfir.measure.photos import HELD_OUT_PHOTOS, TRAIN_PHOTOS, held_out_photos, load_photo
+from mmfir.measure.photos import HELD_OUT_PHOTOS, SKIMAGE_TRAIN_PHOTOS, TRAIN_PHOTOS, held_out_photos, load_photo
 from mmfir.runtime.errors import ConfigError
 
-__all__ = ["HELD_OUT_PHOTOS", "TRAIN_PHOTOS", "Batch", "PhotoSampler", "held_out_photos", "load_photo"]
+__all__ = ["HELD_OUT_PHOTOS", "SKIMAGE_TRAIN_PHOTOS", "TRAIN_PHOTOS", "Batch", "PhotoSampler", "held_out_photos", "load_photo"]
 
 
 @dataclass

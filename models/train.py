@@ -1,4 +1,8 @@
-"""Train an MMFIR model on degraded scikit-image photos (CPU friendly).
+"""Train an MMFIR model on degraded photos (CPU friendly).
+
+The photos are scikit-image's and 14 CC-licensed Debian wallpapers (``python -m mmfir.measure.photos
+--fetch`` installs them; ``--photos skimage`` trains without them); the held-out photos of
+``mmfir.measure.photos`` are never trained on.
 
 Stage 1 (contrastive): the controller's degradation embedding against the class-prompt text
 embeddings, and the content embedding against a caption of the clean photo. With ``--clip-weights``
@@ -31,11 +35,11 @@ from mmfir.runtime.spec import CONTENT, LOGITS, MMF, RESTORED
 from mmfir.measure.evaluate import evaluate_cases, format_summary, make_cases, summarize
 
 from . import build_model, load_checkpoint, load_clip_weights, save_checkpoint
-from .data import HELD_OUT_PHOTOS, TRAIN_PHOTOS, PhotoSampler, held_out_photos
+from .data import HELD_OUT_PHOTOS, SKIMAGE_TRAIN_PHOTOS, TRAIN_PHOTOS, PhotoSampler, held_out_photos
 from .losses import content_contrastive_loss, degradation_contrastive_loss, restoration_loss
 from .system import MMFIR
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("mmfir.models.train")  # also when run as __main__
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -53,6 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch1", type=int, default=16, help="stage 1 batch size")
     p.add_argument("--batch2", type=int, default=8, help="stage 2 batch size")
     p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--photos", choices=("all", "skimage"), default="all",
+                   help="training photos: scikit-image's and the Debian wallpapers (default), or scikit-image's only")
     p.add_argument("--class-weights", type=parse_weights, default=None, metavar="NAME=W,...",
                    help="sampling weight per degradation class (default 1 each), e.g. blurry=3,jpeg-compressed=2")
     p.add_argument("--lr1", type=float, default=5e-4)
@@ -67,7 +73,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue from OUT.train.pt")
     p.add_argument("--fp16", action=argparse.BooleanOptionalAction, default=True, help="store weights as FP16")
     p.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation at the end")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded in the checkpoint as the command
+    return args
 
 
 def parse_weights(text: str) -> dict[str, float]:
@@ -81,6 +89,7 @@ def parse_weights(text: str) -> dict[str, float]:
 class Trainer:
     def __init__(self, args: argparse.Namespace):
         self.args = args
+        self.command = "python -m mmfir.models.train " + " ".join(getattr(args, "argv", []))
         torch.set_num_threads(args.threads)
         torch.manual_seed(args.seed)
         # --init: the checkpoint's own config and weights (e.g. a converted DA-CLIP model), else --config
@@ -92,7 +101,8 @@ class Trainer:
         unknown = sorted(set(args.class_weights or {}) - set(names))
         if unknown:
             raise MmfirError(f"--class-weights: unknown class {unknown[0]} (classes: {', '.join(names)})")
-        self.sampler = PhotoSampler(names, args.crop, args.seed, class_weights=args.class_weights)
+        self.photos = TRAIN_PHOTOS if args.photos == "all" else SKIMAGE_TRAIN_PHOTOS
+        self.sampler = PhotoSampler(names, args.crop, args.seed, photos=self.photos, class_weights=args.class_weights)
         self.caption_tokens = self.model.encoder.tokenize(self.sampler.captions)
         self.stage, self.step, self.seconds = 1, 0, 0.0
         self.state_path = args.out.with_name(args.out.name + ".train.pt")
@@ -263,7 +273,7 @@ class Trainer:
 
     # ----- persistence
     def metadata(self) -> dict:
-        return {"trained_by": "mmfir.models.train", "train_photos": list(TRAIN_PHOTOS),
+        return {"trained_by": "mmfir.models.train", "command": self.command, "train_photos": list(self.photos),
                 "held_out_photos": list(HELD_OUT_PHOTOS), "stage": self.stage, "step": self.step,
                 "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(self.args).items()},
                 "train_clip": self.train_clip, "train_minutes": round(self.seconds / 60, 2),
@@ -340,8 +350,9 @@ def main(argv=None) -> int:
     logging.getLogger("mmfir").setLevel(logging.INFO)
     try:
         trainer = Trainer(args)
-        log.info(f"training {args.config}: stage 1 {args.stage1_steps} steps (train CLIP: {trainer.train_clip}), "
-                 f"stage 2 {args.stage2_steps} steps -> {args.out}")
+        budget = lambda steps, minutes: f"{minutes:g} min" if minutes else f"{steps} steps"  # noqa: E731
+        log.info(f"training {args.config}: stage 1 {budget(args.stage1_steps, args.stage1_minutes)} (train CLIP: "
+                 f"{trainer.train_clip}), stage 2 {budget(args.stage2_steps, args.stage2_minutes)} -> {args.out}")
         trainer.run()
     except MmfirError as err:
         log.error(f"train: error: {err}")

@@ -20,7 +20,7 @@ from .tiling import check_tiling, padded_batch, plan_tiles, restore_tiled, round
 from .timing import timed
 
 DEFAULT_TILE = 512
-DEFAULT_OVERLAP = 32
+DEFAULT_OVERLAP = 128  # blended; wide enough that tiles match the whole image (see README "Restore")
 DEFAULT_BATCH = 4
 STAGES = ("decode", "preprocess", "encoder", "restorer", "write")
 

@@ -10,7 +10,7 @@ from ..common import add_backend_options
 def add_parser(sub):
     p = sub.add_parser("demo", help="restore degraded sample photos with the shipped model and score them",
                        description="Degrade the photos the shipped model never saw with each degradation "
-                                   "(fixed seed, mid strength), restore them, write degraded | restored | clean "
+                                   "at three strengths (fixed seeds), restore them, write degraded | restored | clean "
                                    "PNGs and a contact sheet, print PSNR/SSIM before and after.")
     p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     p.add_argument("--bundle", help="bundle folder (default: the shipped tiny model, exported on first use)")
@@ -33,7 +33,7 @@ def run(args) -> int:
     bundle = open_bundle(args.bundle)
     pipeline = Pipeline(make_backend(bundle, args))
     names = args.photos or held_out_names(bundle)
-    print(f"mmfir demo: {len(names)} held-out photos ({', '.join(names)}) x 6 degradations, "
+    print(f"mmfir demo: {len(names)} held-out photos ({', '.join(names)}) x 6 degradations x 3 strengths, "
           f"backend {pipeline.backend.label}", file=sys.stderr)
     scores = run_cases(pipeline, make_cases(held_out_photos(names)), out_dir)
     write_text_atomic(out_dir / "scores.json", scores_json(scores))

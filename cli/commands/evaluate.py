@@ -16,7 +16,8 @@ def add_parser(sub):
     src.add_argument("--checkpoint", help="checkpoint (.safetensors); exported into the cache on first use")
     p.add_argument("--images", required=True, help="folder of clean images (PNG, JPEG, ...)")
     add_backend_options(p, "ort-cpu")
-    p.add_argument("--strength", type=float, default=0.5, help="degradation strength in [0, 1] (default 0.5)")
+    p.add_argument("--strength", type=float, nargs="+", default=None, metavar="S",
+                   help="degradation strengths in [0, 1] (default 0.25 0.5 0.75, as the demo)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="also write degraded | restored | clean PNGs and a contact sheet here")
     p.add_argument("--json", action="store_true", help="print cases and summary as JSON on stdout")
@@ -25,19 +26,21 @@ def add_parser(sub):
 
 def run(args) -> int:
     from mmfir.measure.demo import run_cases
-    from mmfir.measure.evaluate import format_scores, make_cases, scores_json
+    from mmfir.measure.evaluate import DEMO_STRENGTHS, format_scores, make_cases, scores_json
     from mmfir.runtime.errors import UsageError
     from mmfir.runtime.pipeline import Pipeline
 
     from ..common import make_backend, open_bundle, prepare_out_dir
 
-    if not 0.0 <= args.strength <= 1.0:
-        raise UsageError(f"--strength must be in [0, 1], got {args.strength}")
+    strengths = args.strength or DEMO_STRENGTHS
+    bad = [s for s in strengths if not 0.0 <= s <= 1.0]
+    if bad:
+        raise UsageError(f"--strength must be in [0, 1], got {bad[0]}")
     images = load_folder(Path(args.images))
     bundle = open_bundle(args.bundle, args.checkpoint)
     pipeline = Pipeline(make_backend(bundle, args))
     out_dir = prepare_out_dir(Path(args.out)) if args.out else None
-    scores = run_cases(pipeline, make_cases(images, strength=args.strength, seed=args.seed), out_dir)
+    scores = run_cases(pipeline, make_cases(images, strengths=strengths, seed=args.seed), out_dir)
     print(scores_json(scores) if args.json else format_scores(scores))
     return 0
 

@@ -25,17 +25,19 @@ def shipped_bundle():
 def test_demo_cli_writes_images_and_table_without_torch(shipped_bundle, tmp_path):
     pytest.importorskip("skimage")
     out = tmp_path / "demo"
-    code = ("import sys; from mmfir.cli.main import main; rc = main(['demo', '--out', sys.argv[1]]); "
+    code = ("import sys; from mmfir.cli.main import main; rc = main(['demo', '--out', sys.argv[1], '--photos', "
+            "'coffee']); "
             "assert 'torch' not in sys.modules, 'demo imported torch'; sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert "contact_sheet.png" in pngs and len(pngs) == 3 * 6 + 1
-    with Image.open(out / "astronaut_hazy.png") as im:
-        assert im.size == (3 * 512 + 8, 512)
+    assert "contact_sheet.png" in pngs and len(pngs) == 6 * 3 + 1  # 6 degradations x 3 strengths
+    with Image.open(out / "coffee_hazy_s50.png") as im:
+        assert im.size == (3 * 600 + 8, 400)
     assert "mean" in proc.stdout and "PSNR in" in proc.stdout and "hazy" in proc.stdout
     scores = json.loads((out / "scores.json").read_text())
     assert len(scores["cases"]) == 18 and scores["summary"][-1]["degradation"] == "mean"
+    assert sorted({c["strength"] for c in scores["cases"]}) == [0.25, 0.5, 0.75]
 
 
 def test_evaluate_on_a_folder_skips_bad_files(shipped_bundle, tmp_path, photos, capsys):
@@ -45,7 +47,8 @@ def test_evaluate_on_a_folder_skips_bad_files(shipped_bundle, tmp_path, photos, 
     folder.mkdir()
     Image.fromarray((photos["coffee"][:96, :128] * 255).astype(np.uint8)).save(folder / "coffee.png")
     (folder / "broken.jpg").write_bytes(b"not a jpeg")
-    assert main(["evaluate", "--bundle", str(shipped_bundle.root), "--images", str(folder), "--json"]) == 0
+    assert main(["evaluate", "--bundle", str(shipped_bundle.root), "--images", str(folder), "--strength", "0.5",
+                 "--json"]) == 0
     captured = capsys.readouterr()
     result = json.loads(captured.out)
     assert len(result["cases"]) == 6 and {c["photo"] for c in result["cases"]} == {"coffee.png"}

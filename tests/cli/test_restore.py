@@ -101,7 +101,7 @@ def test_usage_and_bundle_errors_exit_2(bundle, inputs, tmp_path):
 
 
 @pytest.mark.parametrize("options, says", [
-    (["--tile", "7"], "--tile 7 is too small: tiles must be at least 64 pixels"),
+    (["--tile", "7"], "--tile 7 is too small: tiles must be at least 256 pixels"),
     (["--tile", "-5"], "--tile must be 0 (whole image) or a positive tile size, got -5"),
     (["--tile", "100", "--overlap", "60"], "--tile 100 is too small: tiles must be at least 120 pixels"),
     (["--overlap", "-1"], "--overlap must be 0 or more pixels"),

@@ -87,3 +87,13 @@ def test_bad_input_is_one_line_error(image):
         degrade(image, "noisy", 1.5, np.random.default_rng(0))
     with pytest.raises(ImageError, match="HxWx3"):
         degrade(image[..., 0], "noisy", 0.5, np.random.default_rng(0))
+
+
+def test_missing_training_photos_say_how_to_fetch_them():
+    from mmfir.measure.photos import WALLPAPERS, load_photo, missing_wallpapers
+    from mmfir.runtime.errors import MmfirError
+
+    name = next(iter(WALLPAPERS))
+    assert name in missing_wallpapers()  # the suite's own empty cache
+    with pytest.raises(MmfirError, match="python -m mmfir.measure.photos --fetch"):
+        load_photo(name)

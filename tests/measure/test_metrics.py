@@ -45,3 +45,16 @@ def test_mismatched_or_tiny_images_are_errors(pairs):
         psnr(clean, bad[:-1])
     with pytest.raises(ImageError, match="at least"):
         ssim(clean[:8, :8], bad[:8, :8])
+
+
+def test_grid_ratio_sees_blocks_and_not_photos(photos):
+    from mmfir.measure.metrics import grid_ratio
+
+    clean = photos["astronaut"][:256, :256]
+    assert 0.9 < grid_ratio(clean) < 1.1
+    cells = np.random.default_rng(0).uniform(-0.03, 0.03, (16, 16, 1))
+    blocky = np.clip(clean + np.kron(cells, np.ones((16, 16, 1))), 0, 1)  # a 16-px cell pattern
+    assert grid_ratio(blocky) > 1.3
+    assert grid_ratio(blocky, period=8) < grid_ratio(blocky)  # half the 8-px lines are not cell edges
+    with pytest.raises(ImageError):
+        grid_ratio(clean[:20, :20])

@@ -58,3 +58,26 @@ def test_specs_follow_config():
     assert enc.output("degradation_logits").shape == ("batch", len(cfg.encoder.class_names))
     assert res.multiple == cfg.multiple
     assert res.input("mmf").shape == ("batch", cfg.num_tokens, cfg.encoder.embed_dim)
+
+
+def test_configs_without_the_conditioning_keys_build_the_first_architecture():
+    """Checkpoints saved before `conditioning`, `channel_attention` and `upsample` existed keep their layout."""
+    from mmfir.models.restorer import CrossAttention, Restorer, TokenModulation
+
+    data = load_config("tiny").to_dict()
+    for key in ("conditioning", "channel_attention", "upsample"):
+        del data["restorer"][key]
+    old = Restorer(config_from_dict(data).restorer, 64)
+    new = Restorer(load_config("tiny").restorer, 64)
+    kinds = lambda m: {type(x).__name__ for x in m.modules()}  # noqa: E731
+    assert {"CrossAttention", "PixelShuffle", "AdaptiveAvgPool2d"} <= kinds(old) and "TokenModulation" not in kinds(old)
+    assert {"TokenModulation", "Upsample"} <= kinds(new)
+    assert not {"CrossAttention", "PixelShuffle", "AdaptiveAvgPool2d"} & kinds(new)
+    assert CrossAttention and TokenModulation  # both stay importable: old checkpoints need the first
+
+
+def test_bad_conditioning_named():
+    data = load_config("tiny").to_dict()
+    data["restorer"]["conditioning"] = "telepathy"
+    with pytest.raises(ConfigError, match="restorer.conditioning"):
+        config_from_dict(data)

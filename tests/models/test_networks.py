@@ -104,3 +104,25 @@ def test_training_losses_decrease():
     assert loss.item() < first
     # the frozen CLIP towers did not move
     assert not any(p.requires_grad for p in model.encoder.clip.parameters())
+
+
+def test_token_modulation_is_one_scale_and_shift_per_channel():
+    """The conditioning reads the tokens only: x -> x * (1 + s) + t with s, t per image and channel, so no
+    pixel (and no tile) of an image is conditioned differently from another."""
+    from mmfir.models.restorer import TokenModulation
+
+    torch.manual_seed(0)
+    mod = TokenModulation(16, 64, heads=2)
+    torch.nn.init.normal_(mod.film.weight)  # trained-like: not the zero init
+    tokens = torch.randn(2, 3, 64)
+    x = torch.randn(2, 16, 24, 40)
+    with torch.no_grad():
+        shift = mod(torch.zeros_like(x), tokens)
+        gain = mod(torch.ones_like(x), tokens) - shift
+        y = mod(x, tokens)
+    assert torch.allclose(shift, shift[..., :1, :1].expand_as(shift))  # constant over pixels
+    assert torch.allclose(y, x * gain + shift, atol=1e-5)
+    assert not torch.allclose(gain[0], gain[1])  # ...but it does depend on the tokens
+    zero = TokenModulation(16, 64, heads=2)
+    with torch.no_grad():
+        assert torch.equal(zero(x, tokens), x)  # zero-initialised: identity before training

@@ -15,7 +15,7 @@ def make_args(out, *extra):
     from mmfir.models.train import parse_args
 
     return parse_args(["--config", "tiny", "--out", str(out), "--crop", "64", "--batch1", "4", "--batch2", "2",
-                       "--threads", "1", "--log-every", "1", "--no-eval", *extra])
+                       "--threads", "1", "--log-every", "1", "--no-eval", "--photos", "skimage", *extra])
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def trained(tmp_path_factory):
 
 def test_run_writes_a_checkpoint_that_loads(trained):
     from mmfir.models import load_checkpoint
-    from mmfir.models.data import HELD_OUT_PHOTOS, TRAIN_PHOTOS
+    from mmfir.models.data import HELD_OUT_PHOTOS, SKIMAGE_TRAIN_PHOTOS, TRAIN_PHOTOS
 
     out, trainer = trained
     model, meta = load_checkpoint(out)
@@ -40,6 +40,8 @@ def test_run_writes_a_checkpoint_that_loads(trained):
     held = json.loads(meta["held_out_photos"])
     assert held == list(HELD_OUT_PHOTOS) and not set(held) & set(json.loads(meta["train_photos"]))
     assert set(TRAIN_PHOTOS).isdisjoint(HELD_OUT_PHOTOS)
+    assert json.loads(meta["train_photos"]) == list(SKIMAGE_TRAIN_PHOTOS)  # --photos skimage
+    assert meta["command"].startswith("python -m mmfir.models.train --config tiny")
     assert out.stat().st_size < 12e6  # stored as FP16
     assert all(math.isfinite(h["loss"]) for h in trainer.history if "loss" in h)
 

@@ -55,6 +55,9 @@ def test_tiles_blend_without_seams(photos):
     assert np.abs(np.diff((hard - src)[..., 0], axis=1)).max() > 3 * step  # without blending: steps
 
 
+TILED_MIN_PSNR_DB = 40.0
+
+
 @pytest.fixture(scope="module")
 def ort32(bundle):
     with create_backend("ort-cpu", bundle, Precision.FP32, threads=2) as backend:
@@ -68,7 +71,9 @@ def test_tile_at_least_image_equals_whole_image(ort32, photos):
     assert np.array_equal(whole, big_tile)
     tiled = Pipeline(ort32, tile=128, overlap=32).restore([img])[0].restored
     assert tiled.shape == whole.shape == (200, 300, 3)
-    assert psnr(np.clip(whole, 0, 1), np.clip(tiled, 0, 1)) > 25  # random weights; global pooling differs
+    # no global pooling and one conditioning per image: tiles differ only where the receptive field crosses
+    # a tile border (the first architecture, with NAFNet's channel attention: 25-30 dB here)
+    assert psnr(np.clip(whole, 0, 1), np.clip(tiled, 0, 1)) > TILED_MIN_PSNR_DB
 
 
 def test_results_carry_label_probabilities_timings(ort32, bundle, photos):
@@ -97,8 +102,8 @@ def test_ort_matches_torch_backend(ort32, bundle, tiny_model, photos):
     img = photos["astronaut"][:200, :250]
     bound = CONTRACTS[Precision.FP32].image_max_abs
     for tile in (0, 128):
-        ours = Pipeline(ort32, tile=tile).restore([img])[0]
-        ref = Pipeline(torch_backend, tile=tile).restore([img])[0]
+        ours = Pipeline(ort32, tile=tile, overlap=32).restore([img])[0]
+        ref = Pipeline(torch_backend, tile=tile, overlap=32).restore([img])[0]
         assert ours.label == ref.label
         assert np.max(np.abs(ours.restored - ref.restored)) <= bound
         assert max(abs(ours.probabilities[k] - ref.probabilities[k]) for k in ref.probabilities) < 1e-4

@@ -265,7 +265,7 @@ class Trainer:
         self.history.append({"stage": self.stage, "step": self.step, **{k: round(v, 5) for k, v in info.items()}})
 
     def evaluate(self) -> list[dict]:
-        """Held-out photos, each degradation at mid strength, restored by the EMA model."""
+        """The 72 held-out cases (4 photos x 6 degradations x 3 strengths), restored by the EMA model."""
         cases = make_cases(held_out_photos())
         rows = summarize(evaluate_cases(cases, lambda imgs: restore_with_torch(self.ema, imgs)))
         log.info(format_summary(rows))

@@ -34,8 +34,9 @@ def square_photo(photo: np.ndarray, size: int) -> np.ndarray:
     """The photo resized (bicubic) to size x size, as float32 in [0, 1]."""
     from PIL import Image
 
-    img = Image.fromarray(np.round(np.clip(photo, 0, 1) * 255).astype(np.uint8)).resize((size, size), Image.BICUBIC)
-    return np.asarray(img, dtype=np.float32) / 255.0
+    from .demo import to_pil
+
+    return np.asarray(to_pil(photo).resize((size, size), Image.BICUBIC), dtype=np.float32) / 255.0
 
 
 def tile_agreement(whole, tiled, image: np.ndarray, photo: str = "", degradation: str = "") -> TileAgreement:

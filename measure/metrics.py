@@ -74,8 +74,9 @@ def grid_ratio(image: np.ndarray, period: int = 16) -> float:
         img = img.mean(axis=2)
     if img.ndim != 2 or min(img.shape) < 2 * period:
         raise ImageError(f"grid_ratio needs an image of at least {2 * period}x{2 * period} pixels, got {img.shape}")
-    jumps = [np.abs(np.diff(img, axis=1)), np.abs(np.diff(img, axis=0)).T]  # [row, gap after column j]
-    on = [((np.arange(j.shape[1]) + 1) % period == 0) for j in jumps]
-    across = sum(float(j[:, m].sum()) for j, m in zip(jumps, on)) / sum(j.shape[0] * int(m.sum()) for j, m in zip(jumps, on))
-    rest = sum(float(j[:, ~m].sum()) for j, m in zip(jumps, on)) / sum(j.shape[0] * int((~m).sum()) for j, m in zip(jumps, on))
-    return across / max(rest, 1e-12)
+    dx, dy = np.abs(np.diff(img, axis=1)), np.abs(np.diff(img, axis=0))  # gap after column j / row i
+    on_x = (np.arange(dx.shape[1]) + 1) % period == 0
+    on_y = (np.arange(dy.shape[0]) + 1) % period == 0
+    across = np.concatenate([dx[:, on_x].ravel(), dy[on_y].ravel()]).mean()
+    rest = np.concatenate([dx[:, ~on_x].ravel(), dy[~on_y].ravel()]).mean()
+    return float(across / max(rest, 1e-12))

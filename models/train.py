@@ -89,7 +89,6 @@ def parse_weights(text: str) -> dict[str, float]:
 class Trainer:
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        self.command = "python -m mmfir.models.train " + " ".join(getattr(args, "argv", []))
         torch.set_num_threads(args.threads)
         torch.manual_seed(args.seed)
         # --init: the checkpoint's own config and weights (e.g. a converted DA-CLIP model), else --config
@@ -273,7 +272,8 @@ class Trainer:
 
     # ----- persistence
     def metadata(self) -> dict:
-        return {"trained_by": "mmfir.models.train", "command": self.command, "train_photos": list(self.photos),
+        command = "python -m mmfir.models.train " + " ".join(getattr(self.args, "argv", []))
+        return {"trained_by": "mmfir.models.train", "command": command, "train_photos": list(self.photos),
                 "held_out_photos": list(HELD_OUT_PHOTOS), "stage": self.stage, "step": self.step,
                 "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(self.args).items()},
                 "train_clip": self.train_clip, "train_minutes": round(self.seconds / 60, 2),

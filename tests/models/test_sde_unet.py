@@ -17,18 +17,22 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 REF = np.load(DATA / "sde_unet_ref.npz")
 
 
-@pytest.fixture(scope="module")
-def unet() -> SDEUNet:
+def reference_weights() -> dict[str, np.ndarray]:
+    """The reference's seeded weights (tests/data/sde_unet_weights.py, shared with the script that made it)."""
     sys.path.insert(0, str(DATA))
     try:
         from sde_unet_weights import seeded_weights
     finally:
         sys.path.remove(str(DATA))
+    return seeded_weights({k: tuple(v) for k, v in json.loads(str(REF["keys"])).items()})
+
+
+@pytest.fixture(scope="module")
+def unet() -> SDEUNet:
     settings = json.loads(str(REF["settings"]))
     cfg = SDEUNetConfig(**{**settings, "ch_mult": tuple(settings["ch_mult"])})
     net = SDEUNet(cfg).eval()
-    shapes = {k: tuple(v) for k, v in json.loads(str(REF["keys"])).items()}
-    net.load_state_dict({k: torch.from_numpy(v) for k, v in seeded_weights(shapes).items()}, strict=True)
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in reference_weights().items()}, strict=True)
     return net
 
 
@@ -60,13 +64,7 @@ def test_contexts_and_time_change_the_output(unet):
 
 def daclip_file(path: Path, prefix: str = "module.", edit=None) -> Path:
     """A state dict saved as DA-CLIP's training saves it (torch.save of the dict), seeded weights."""
-    sys.path.insert(0, str(DATA))
-    try:
-        from sde_unet_weights import seeded_weights
-    finally:
-        sys.path.remove(str(DATA))
-    shapes = {k: tuple(v) for k, v in json.loads(str(REF["keys"])).items()}
-    state = {prefix + k: torch.from_numpy(v) for k, v in seeded_weights(shapes).items()}
+    state = {prefix + k: torch.from_numpy(v) for k, v in reference_weights().items()}
     if edit:
         edit(state)
     torch.save(state, path)

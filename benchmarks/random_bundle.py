@@ -2,6 +2,7 @@
 
     python benchmarks/random_bundle.py base bundles/base        # ~3 min and ~6 GB RAM on 2 cores
     python benchmarks/random_bundle.py tiny bundles/tiny-random
+    python benchmarks/random_bundle.py base bundles/base --int8   # adds the INT8 QDQ graphs
 
 The checkpoint is saved beside the bundle (OUT.safetensors) so the `torch` backend can load it.
 """
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from mmfir.export import export_bundle
 from mmfir.models import build_model, save_checkpoint
+from mmfir.runtime.errors import MmfirError
 
 
 def main() -> None:
@@ -21,11 +23,15 @@ def main() -> None:
     p.add_argument("out", type=Path, help="bundle folder to write")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="replace an existing bundle")
+    p.add_argument("--int8", action="store_true", help="add the INT8 QDQ graphs (calibrated on real photos)")
     args = p.parse_args()
     start = time.perf_counter()
     checkpoint = save_checkpoint(build_model(args.config, seed=args.seed), args.out.with_suffix(".safetensors"),
                                  metadata={"weights": f"random, seed {args.seed}"})
-    export_bundle(checkpoint, args.out, force=args.force)
+    try:
+        export_bundle(checkpoint, args.out, force=args.force, int8=args.int8)
+    except MmfirError as err:
+        raise SystemExit(f"error: {err}") from None
     print(f"{args.out}: bundle of {args.config} with random weights in {time.perf_counter() - start:.0f} s")
 
 

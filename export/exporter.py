@@ -163,7 +163,7 @@ def build_bundle(model, record: dict | None, folder: Path, precisions: list[Prec
 
 def write_graphs(model, graph: Graph, folder: Path, precisions: list[Precision], opset: int, progress: bool) -> dict:
     from .fp16 import convert_to_fp16
-    from .onnx_export import TORCH_NETWORKS, export_network, torch_module
+    from .onnx_export import TORCH_NETWORKS, export_module, export_network
 
     fp16_info = {}
     for name in graph.order:
@@ -171,7 +171,7 @@ def write_graphs(model, graph: Graph, folder: Path, precisions: list[Precision],
         step_log(f"exporting {name} to ONNX (opset {opset}, torch.onnx dynamo)", progress)
         path = folder / spec.onnx_file(Precision.FP32)
         try:
-            export_network(torch_module(model, spec), TORCH_NETWORKS[name].example(spec), spec, path, opset)
+            export_network(export_module(model, spec), TORCH_NETWORKS[name].example(spec), spec, path, opset)
         except Exception as err:  # the exporter's many error types: one line, cause kept for --verbose
             first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise ExportError(f"torch.onnx export of the {name} failed: {type(err).__name__}: {first}") from err

@@ -24,6 +24,7 @@ import onnx
 import torch
 from torch import nn
 
+from mmfir.models.restorer import inference_form
 from mmfir.runtime.spec import ENCODER, RESTORER, NetworkSpec
 
 EXAMPLE_BATCH = 2  # >= 2, or the exporter fixes the batch axis to 1
@@ -76,16 +77,27 @@ class TorchNetwork:
 
     module: Callable[[nn.Module, NetworkSpec], nn.Module]   # (model, spec) -> wrapper in spec order
     example: Callable[[NetworkSpec], tuple]                  # spec -> example inputs for the exporter
+    # (model, spec) -> the wrapper that is exported: the same function in a form the ONNX runtimes run
+    # faster (folded weights); validation compares it with ``module``. None: export ``module`` itself.
+    exported: Callable[[nn.Module, NetworkSpec], nn.Module] | None = None
 
 
 TORCH_NETWORKS: dict[str, TorchNetwork] = {
     ENCODER: TorchNetwork(lambda model, spec: EncoderExport(model.encoder, spec.output_names), encoder_example),
-    RESTORER: TorchNetwork(lambda model, spec: RestorerExport(model.restorer), restorer_example),
+    RESTORER: TorchNetwork(lambda model, spec: RestorerExport(model.restorer), restorer_example,
+                           lambda model, spec: RestorerExport(inference_form(model.restorer))),
 }
 
 
 def torch_module(model: nn.Module, spec: NetworkSpec) -> nn.Module:
+    """The network as trained (the torch reference of compare and validation)."""
     return TORCH_NETWORKS[spec.name].module(model, spec)
+
+
+def export_module(model: nn.Module, spec: NetworkSpec) -> nn.Module:
+    """The module written to ONNX: the inference form where the network declares one."""
+    network = TORCH_NETWORKS[spec.name]
+    return (network.exported or network.module)(model, spec)
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
 """The exporter's version: bump it whenever export writes different graphs or manifests for the same
 checkpoint (the default-bundle cache key includes it, so no cached bundle outlives the code that wrote it)."""
 
-EXPORTER_VERSION = 3  # 3: LayerNorm2d channel means as 1x1 convolutions
+EXPORTER_VERSION = 4  # 3: LayerNorm2d channel means as 1x1 convolutions; 4: the restorer's inference form

@@ -126,3 +126,31 @@ def test_token_modulation_is_one_scale_and_shift_per_channel():
     zero = TokenModulation(16, 64, heads=2)
     with torch.no_grad():
         assert torch.equal(zero(x, tokens), x)  # zero-initialised: identity before training
+
+
+@pytest.mark.parametrize("config", [
+    {},  # the first architecture: channel attention, pixel cross-attention, PixelShuffle
+    {"conditioning": "modulation", "channel_attention": False, "upsample": "bilinear"},
+])
+def test_inference_form_is_the_same_function(config):
+    """The exported form (LayerNorm affines, beta and gamma folded, SimpleGate's split as two convolutions)
+    computes what the trained restorer does, on weights where every folded parameter matters."""
+    from mmfir.models.config import RestorerConfig
+    from mmfir.models.restorer import FusedNAFBlock, NAFBlock, Restorer, inference_form
+
+    torch.manual_seed(0)
+    cfg = RestorerConfig(width=8, enc_blocks=[1, 1], middle_blocks=1, dec_blocks=[1, 1], attn_levels=1,
+                         attn_heads=2, **config)
+    restorer = Restorer(cfg, token_dim=16).eval()
+    with torch.no_grad():  # nothing zero- or one-initialised, so a dropped fold would show
+        for p in restorer.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    fused = inference_form(restorer)
+    assert not any(isinstance(m, NAFBlock) for m in fused.modules())
+    assert sum(isinstance(m, FusedNAFBlock) for m in fused.modules()) == 5
+    assert sum(isinstance(m, NAFBlock) for m in restorer.modules()) == 5  # the original is untouched
+    image, tokens = torch.rand(2, 3, 24, 40), torch.randn(2, 3, 16)
+    with torch.no_grad():
+        want, got = restorer(image, tokens), fused(image, tokens)
+    assert want.abs().max() > 1.0  # the blocks do something
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-4), (got - want).abs().max()

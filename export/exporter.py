@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from mmfir.runtime.bundle import MANIFEST, Bundle
-from mmfir.runtime.errors import ExportError, ExportValidationError
+from mmfir.runtime.errors import ExportError, ExportValidationError, UsageError
 from mmfir.runtime.files import make_staging_dir as staging_sibling
 from mmfir.runtime.files import replace_dir, sha256_file
 from mmfir.runtime.progress import step_log
@@ -117,6 +117,9 @@ def export_bundle(checkpoint_or_model, out_dir, *, fp16: bool = True, int8: bool
     if warning:
         log.warning(warning)
     precisions = [Precision.FP32] + ([Precision.FP16] if fp16 else []) + ([Precision.INT8] if int8 else [])
+    if int8 and model.cfg.diffusion is not None:
+        raise UsageError("--int8 is not available for diffusion restorers yet (no calibration of the sampler's "
+                         "states); export FP32/FP16")
     manifest, target = staged_export(model, record, out, precisions, opset, progress,
                                      warnings=[warning] if warning else [], start=start)
     step_log(f"bundle written to {target} in {manifest['export_seconds']:.1f}s", progress)

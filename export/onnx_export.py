@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from mmfir.models.restorer import inference_form
-from mmfir.runtime.spec import ENCODER, RESTORER, NetworkSpec
+from mmfir.runtime.spec import DENOISER, ENCODER, RESTORER, NetworkSpec
 
 EXAMPLE_BATCH = 2  # >= 2, or the exporter fixes the batch axis to 1
 
@@ -54,13 +54,25 @@ class RestorerExport(nn.Module):
         return self.restorer(image, mmf)
 
 
+class DenoiserExport(nn.Module):
+    """(state, degraded image, time step, degradation and content embeddings) -> predicted noise."""
+
+    def __init__(self, denoiser: nn.Module):
+        super().__init__()
+        self.denoiser = denoiser
+
+    def forward(self, xt: torch.Tensor, cond: torch.Tensor, time: torch.Tensor, text_context: torch.Tensor,
+                image_context: torch.Tensor) -> torch.Tensor:
+        return self.denoiser(xt, cond, time, text_context, image_context)
+
+
 def encoder_example(spec: NetworkSpec) -> tuple[torch.Tensor]:
     shape = [EXAMPLE_BATCH if isinstance(d, str) else d for d in spec.inputs[0].shape]
     return (torch.randn(*shape, generator=torch.Generator().manual_seed(0)),)
 
 
-def restorer_example(spec: NetworkSpec) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batch 2, H = 4 * multiple, W = 5 * multiple (H != W so neither is specialised)."""
+def spatial_example(spec: NetworkSpec) -> tuple[torch.Tensor, ...]:
+    """Every input at batch 2, H = 4 * multiple, W = 5 * multiple (H != W so neither is specialised)."""
     g = torch.Generator().manual_seed(0)
     m = spec.multiple
     sizes = {"batch": EXAMPLE_BATCH, "height": 4 * m, "width": 5 * m}
@@ -84,8 +96,9 @@ class TorchNetwork:
 
 TORCH_NETWORKS: dict[str, TorchNetwork] = {
     ENCODER: TorchNetwork(lambda model, spec: EncoderExport(model.encoder, spec.output_names), encoder_example),
-    RESTORER: TorchNetwork(lambda model, spec: RestorerExport(model.restorer), restorer_example,
+    RESTORER: TorchNetwork(lambda model, spec: RestorerExport(model.restorer), spatial_example,
                            lambda model, spec: RestorerExport(inference_form(model.restorer))),
+    DENOISER: TorchNetwork(lambda model, spec: DenoiserExport(model.denoiser), spatial_example),
 }
 
 

@@ -22,7 +22,8 @@ from mmfir.measure.checks import Check, check_outputs
 from mmfir.measure.photos import load_photo
 from mmfir.runtime.backends.ort import DEFAULT_LEVEL, ort_session, session_options
 from mmfir.runtime.errors import ExportError
-from mmfir.runtime.spec import CLIP_IMAGE, PIXELS, Graph, NetworkSpec, Precision, output_ref
+from mmfir.runtime.sde import spatial_sources
+from mmfir.runtime.spec import CLIP_IMAGE, Graph, NetworkSpec, Precision, output_ref
 from mmfir.runtime.tiling import pad_to_multiple
 
 from .onnx_export import run_torch, torch_module
@@ -66,7 +67,13 @@ def torch_values(model, graph: Graph, batches) -> list[dict[str, np.ndarray]]:
     """Per [N, 3, H, W] pixel batch: the pipeline values and every network's torch FP32 outputs."""
     modules = {n: torch_module(model, graph[n]) for n in graph.order}
     run = lambda n, feeds: run_torch(modules[n], graph[n], feeds)  # noqa: E731
-    return [graph.run(run, {CLIP_IMAGE: clip_inputs(model, pixels), PIXELS: pixels}) for pixels in batches]
+    return [graph.run(run, case_values(model, graph, pixels)) for pixels in batches]
+
+
+def case_values(model, graph: Graph, pixels: np.ndarray) -> dict[str, np.ndarray]:
+    """What the pipeline hands the graph for a pixel batch (with a sampler: states and time steps too)."""
+    settings = model.cfg.diffusion.sde if model.cfg.diffusion else None
+    return {CLIP_IMAGE: clip_inputs(model, pixels), **spatial_sources(graph, settings, pixels)}
 
 
 def reference_values(model, graph: Graph) -> list[dict[str, np.ndarray]]:

@@ -23,7 +23,8 @@ from mmfir.runtime.bundle import Bundle
 from mmfir.runtime.image_io import from_array
 from mmfir.runtime.pipeline import Pipeline
 from mmfir.runtime.preprocess import ClipPreprocess
-from mmfir.runtime.spec import CLIP_IMAGE, PIXELS, output_ref
+from mmfir.runtime.sde import spatial_sources
+from mmfir.runtime.spec import CLIP_IMAGE, output_ref
 from mmfir.runtime.tiling import pad_to_multiple
 from mmfir.runtime.timing import time_calls
 
@@ -42,7 +43,8 @@ def pipeline_values(bundle, photo: np.ndarray, batch: int) -> dict[str, np.ndarr
     pre = ClipPreprocess.from_bundle(bundle)
     clip = pre(from_array(photo))[None]
     pixels = pad_to_multiple(np.moveaxis(photo, 2, 0)[None], bundle.graph.multiple)
-    return {CLIP_IMAGE: np.repeat(clip, batch, axis=0), PIXELS: np.ascontiguousarray(np.repeat(pixels, batch, axis=0))}
+    pixels = np.ascontiguousarray(np.repeat(pixels, batch, axis=0))
+    return {CLIP_IMAGE: np.repeat(clip, batch, axis=0), **spatial_sources(bundle.graph, bundle.sde_settings, pixels)}
 
 
 def measure_point(backend, size: int, batch: int, job: dict) -> list[dict]:

@@ -19,7 +19,7 @@ from .metrics import psnr
 class Check:
     network: str
     output: str
-    metric: str          # max_abs | mean_abs | cosine | psnr_db | class_agreement
+    metric: str          # max_abs | mean_abs | cosine | psnr_db | class_agreement | rel_l2
     value: float
     bound: float | None  # None: reported, not checked
     passed: bool
@@ -56,6 +56,13 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.min(cos))
 
 
+def rel_l2(reference: np.ndarray, got: np.ndarray) -> float:
+    """||got - reference|| / ||reference|| over the whole array (0 when both are zero)."""
+    ref, diff = reference.astype(np.float64), got.astype(np.float64) - reference.astype(np.float64)
+    norm = float(np.linalg.norm(ref))
+    return float(np.linalg.norm(diff)) / norm if norm > 0 else float(np.linalg.norm(diff) > 0)
+
+
 def class_agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.argmax(a, axis=-1) == np.argmax(b, axis=-1)))
 
@@ -84,6 +91,8 @@ def check_outputs(spec: NetworkSpec, reference: dict[str, np.ndarray], candidate
             add("cosine", min_cosine(ref, got), contract.embedding_cosine, True)
         elif out.kind == OutputKind.LOGITS:
             add("class_agreement", class_agreement(ref, got), contract.class_agreement, True)
+        elif out.kind == OutputKind.FIELD:
+            add("rel_l2", rel_l2(ref, got), contract.field_rel_l2)
     return checks
 
 

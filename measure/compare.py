@@ -24,7 +24,8 @@ from mmfir.runtime.backends.base import Backend, backend_status, create_backend
 from mmfir.runtime.errors import BackendUnavailable, MmfirError
 from mmfir.runtime.image_io import DecodedImage
 from mmfir.runtime.preprocess import ClipPreprocess
-from mmfir.runtime.spec import CLIP_IMAGE, PIXELS, Graph, OutputKind, output_ref, rows
+from mmfir.runtime.sde import spatial_sources
+from mmfir.runtime.spec import CLIP_IMAGE, Graph, OutputKind, output_ref, rows
 from mmfir.runtime.tiling import padded_batch
 
 from .checks import Check, check_outputs
@@ -40,7 +41,8 @@ class Feeds:
 
     names: list[str]
     per_image: dict[str, np.ndarray]              # CLIP_IMAGE for all photos, one batch
-    pixels: list[np.ndarray]                      # one padded [1, 3, H', W'] per photo (sizes differ)
+    pixels: list[dict[str, np.ndarray]]           # per photo: its padded [1, 3, H', W'] pixels (sizes differ),
+                                                  # with a sampler also an example state and time step
     ref_per_image: dict[str, np.ndarray] = field(default_factory=dict)
     ref_spatial: list[dict[str, np.ndarray]] = field(default_factory=list)  # per photo
 
@@ -92,7 +94,8 @@ def build_feeds(bundle, images: dict[str, DecodedImage]) -> Feeds:
     """The CLIP batch of all photos and one padded pixel batch per photo."""
     pre = ClipPreprocess.from_bundle(bundle)
     clip = np.stack([pre(im) for im in images.values()])
-    pixels = [padded_batch([im], bundle.graph.multiple) for im in images.values()]
+    pixels = [spatial_sources(bundle.graph, bundle.sde_settings, padded_batch([im], bundle.graph.multiple))
+              for im in images.values()]
     return Feeds(list(images), {CLIP_IMAGE: clip}, pixels)
 
 
@@ -100,7 +103,7 @@ def run_reference(reference: Backend, feeds: Feeds) -> Feeds:
     """Every network on the reference: per-image networks on the batch, spatial ones per photo."""
     graph = reference.bundle.graph
     feeds.ref_per_image = graph.run(reference.run, feeds.per_image, graph.per_image)
-    feeds.ref_spatial = [graph.run(reference.run, {**rows(feeds.ref_per_image, i), PIXELS: px}, graph.spatial)
+    feeds.ref_spatial = [graph.run(reference.run, {**rows(feeds.ref_per_image, i), **px}, graph.spatial)
                          for i, px in enumerate(feeds.pixels)]
     return feeds
 
@@ -144,7 +147,7 @@ def compare_backend(backend: Backend, feeds: Feeds, reference: Target, end_to_en
             checks += network_checks(graph[network], outputs_of(graph, network, ref), got, precision,
                                      f"{pair} @ {name}")
         if end_to_end:
-            chain = graph.run(backend.run, {**rows(own, i), PIXELS: feeds.pixels[i]}, graph.spatial)
+            chain = graph.run(backend.run, {**rows(own, i), **feeds.pixels[i]}, graph.spatial)
             for network in graph.spatial:
                 checks += network_checks(graph[network], outputs_of(graph, network, ref),
                                          outputs_of(graph, network, chain), precision, f"{pair} @ {name}",
@@ -202,7 +205,7 @@ def compare_target(target: Target, bundle, feeds: Feeds, reference: Target, end_
 
 
 # --- the table --------------------------------------------------------------------------------------
-COLUMNS = ("max_abs", "mean_abs", "cosine", "psnr_db", "ssim", "class_agreement")
+COLUMNS = ("max_abs", "mean_abs", "cosine", "psnr_db", "ssim", "class_agreement", "rel_l2")
 
 
 def worst(checks: list[Check]) -> Check:

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from mmfir.runtime.errors import ConfigError
+from mmfir.runtime.sde import SDESettings
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 
@@ -88,20 +90,56 @@ class RestorerConfig:
 
 
 @dataclass(frozen=True)
+class SDEUNetConfig:
+    """DA-CLIP's ``network_G.setting`` (universal-ir: 3, 3, 64, [1, 2, 4, 8], 512, true, true)."""
+
+    in_nc: int = 3
+    out_nc: int = 3
+    nf: int = 64
+    ch_mult: tuple[int, ...] = (1, 2, 4, 8)
+    context_dim: int = 512
+    use_degra_context: bool = True
+    use_image_context: bool = True
+
+    @property
+    def multiple(self) -> int:
+        return 2 ** len(self.ch_mult)
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """A diffusion restorer in place of the NAFNet one: DA-CLIP's conditional U-Net and its IR-SDE sampler.
+
+    The U-Net predicts the noise in the sampler's state from the state, the degraded image, the time
+    step, the encoder's degradation embedding (``text_context``) and its content embedding
+    (``image_context``); ``sde`` holds the sampler's settings, which travel with the model into the bundle.
+    """
+
+    unet: SDEUNetConfig = field(default_factory=SDEUNetConfig)
+    sde: SDESettings = field(default_factory=SDESettings)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
+    """The whole model. With ``diffusion`` set, the restorer is that U-Net and ``restorer`` is unused."""
+
     name: str
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     restorer: RestorerConfig = field(default_factory=RestorerConfig)
+    diffusion: DiffusionConfig | None = None
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if self.diffusion is None:
+            del data["diffusion"]  # configs of NAFNet models read as before
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @property
     def multiple(self) -> int:
-        return 2 ** len(self.restorer.enc_blocks)
+        return self.diffusion.unet.multiple if self.diffusion else 2 ** len(self.restorer.enc_blocks)
 
     @property
     def num_tokens(self) -> int:
@@ -119,7 +157,11 @@ def _build(cls, data: Any, where: str):
     kwargs = {}
     for key, value in data.items():
         hint, path = hints[key], f"{where}.{key}"
-        if dataclasses.is_dataclass(hint):
+        if get_origin(hint) in (Union, types.UnionType):  # X | None -> X
+            hint = next(a for a in get_args(hint) if a is not type(None))
+        if value is None and dataclasses.is_dataclass(hint):
+            kwargs[key] = None
+        elif dataclasses.is_dataclass(hint):
             kwargs[key] = _build(hint, value, path)
         else:
             kwargs[key] = _coerce(hint, value, path)
@@ -164,6 +206,16 @@ def validate(cfg: ModelConfig) -> ModelConfig:
         ("restorer.conditioning", r.conditioning in CONDITIONING),
         ("restorer.upsample", r.upsample in UPSAMPLING),
     ]
+    if cfg.diffusion is not None:
+        u = cfg.diffusion.unet
+        checks += [
+            ("diffusion.unet.nf", u.nf >= 32 and u.nf % 32 == 0),  # heads of 32 channels, as DA-CLIP's
+            ("diffusion.unet.ch_mult", len(u.ch_mult) >= 1 and all(m >= 1 for m in u.ch_mult)),
+            ("diffusion.unet.in_nc", u.in_nc == 3 and u.out_nc == 3),
+            # both contexts come from the encoder: its degradation and content embeddings
+            ("diffusion.unet.context_dim", u.context_dim == e.embed_dim),
+            ("diffusion.unet.use_degra_context", u.use_degra_context and u.use_image_context),
+        ]
     for key, ok in checks:
         if not ok:
             raise ConfigError(f"bad value for config key '{key}'")

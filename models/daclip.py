@@ -22,7 +22,10 @@ from mmfir.runtime.files import sha256_file
 from mmfir.runtime.errors import CheckpointError, ConfigError
 
 from .checkpoint import save_checkpoint
-from .config import EncoderConfig, ModelConfig, RestorerConfig, TextConfig, VisionConfig, load_config, validate
+from mmfir.runtime.sde import SDESettings
+
+from .config import (DiffusionConfig, EncoderConfig, ModelConfig, RestorerConfig, TextConfig, VisionConfig, load_config,
+                     validate)
 
 # DA-CLIP's degradation vocabulary, in its order (da-clip/src/evaluate.py); prompts are the bare names.
 DACLIP_CLASSES = ("motion-blurry", "hazy", "jpeg-compressed", "low-light", "noisy", "raindrop", "rainy",
@@ -183,33 +186,53 @@ def restorer_section(restorer_config: str) -> RestorerConfig:
         raise ConfigError(f"--restorer-config {restorer_config}: {err}") from None
 
 
-def daclip_model_config(encoder: EncoderConfig, restorer: RestorerConfig, source: str) -> ModelConfig:
+def daclip_model_config(encoder: EncoderConfig, restorer: RestorerConfig | None, source: str,
+                        diffusion: DiffusionConfig | None = None) -> ModelConfig:
     try:
-        return validate(ModelConfig(name="daclip", encoder=encoder, restorer=restorer))
+        return validate(ModelConfig(name="daclip", encoder=encoder, restorer=restorer or RestorerConfig(),
+                                    diffusion=diffusion))
     except ConfigError as err:
         raise CheckpointError(f"{source}: architecture inferred from the tensors is invalid: {err}") from None
 
 
-def convert_daclip(path: str | Path, restorer_config: str = "base", seed: int = 0):
-    """Read a DA-CLIP file into an MMFIR model (encoder = DA-CLIP's weights, restorer freshly initialised).
+def convert_daclip(path: str | Path, restorer_config: str = "base", seed: int = 0, restorer: str | Path | None = None):
+    """Read a DA-CLIP file into an MMFIR model (encoder = DA-CLIP's weights).
 
-    Returns (model, metadata for the checkpoint).
+    The restorer is freshly initialised from ``restorer_config`` (train it before use), or, with
+    ``restorer`` (DA-CLIP's ``universal-ir.pth``), DA-CLIP's own diffusion U-Net, with the IR-SDE settings
+    of DA-CLIP's universal-ir test options (``SDESettings()``). Returns (model, metadata for the checkpoint).
     """
     from .system import MMFIR
 
     path = Path(path)
-    restorer = restorer_section(restorer_config)
     obj = read_daclip_file(path)
     state = daclip_state_dict(obj, str(path))
-    cfg = daclip_model_config(infer_encoder_config(state, str(path)), restorer, str(path))
+    encoder = infer_encoder_config(state, str(path))
+    unet = None
+    if restorer is not None:
+        from .daclip_sde import load_daclip_restorer
+
+        unet = load_daclip_restorer(restorer)
+        if unet.cfg.context_dim != encoder.embed_dim:
+            raise CheckpointError(f"{restorer} expects {unet.cfg.context_dim}-d embeddings but {path} has "
+                                  f"{encoder.embed_dim}-d ones: pass the restorer trained with this DA-CLIP model")
+        cfg = daclip_model_config(encoder, None, str(path), DiffusionConfig(unet=unet.cfg, sde=SDESettings()))
+    else:
+        cfg = daclip_model_config(encoder, restorer_section(restorer_config), str(path))
     with torch.random.fork_rng(devices=[]):  # seeded restorer init without touching the caller's RNG
         torch.manual_seed(seed)
         model = MMFIR(cfg)
     weights = map_state_dict(state, model.encoder.state_dict(), str(path))
     model.encoder.load_state_dict(weights, strict=True)
-    model.eval()
     meta = {"source": "daclip", "source_file": path.name, "source_sha256": sha256_file(path),
-            "restorer_untrained": "true", "restorer_seed": str(seed), "head_width": str(HEAD_WIDTH)}
+            "head_width": str(HEAD_WIDTH)}
+    if unet is not None:
+        model.denoiser.load_state_dict(unet.state_dict(), strict=True)
+        meta.update({"restorer_untrained": "false", "restorer_file": Path(restorer).name,
+                     "restorer_sha256": sha256_file(Path(restorer))})
+    else:
+        meta.update({"restorer_untrained": "true", "restorer_seed": str(seed)})
+    model.eval()
     if isinstance(obj, dict):
         meta.update({f"daclip_{k}": str(obj[k]) for k in ("epoch", "name") if k in obj})
     if state.get("logit_scale", torch.empty(0)).numel() == 1:
@@ -217,10 +240,13 @@ def convert_daclip(path: str | Path, restorer_config: str = "base", seed: int = 
     return model, meta
 
 
-def import_daclip(path: str | Path, out: str | Path, restorer_config: str = "base", seed: int = 0) -> Path:
-    """Convert a DA-CLIP checkpoint into an mmfir checkpoint (safetensors) at ``out``; never overwrites ``path``."""
+def import_daclip(path: str | Path, out: str | Path, restorer_config: str = "base", seed: int = 0,
+                  restorer: str | Path | None = None) -> Path:
+    """Convert a DA-CLIP checkpoint (and optionally its ``universal-ir.pth`` restorer) into one mmfir
+    checkpoint (safetensors) at ``out``; never overwrites an input."""
     path, out = Path(path), Path(out)
-    if out.exists() and path.exists() and out.resolve() == path.resolve():
-        raise CheckpointError(f"--out {out} is the input file; choose another output path")
-    model, meta = convert_daclip(path, restorer_config, seed)
+    for source in (path, Path(restorer) if restorer else None):
+        if source is not None and out.exists() and source.exists() and out.resolve() == source.resolve():
+            raise CheckpointError(f"--out {out} is an input file; choose another output path")
+    model, meta = convert_daclip(path, restorer_config, seed, restorer)
     return save_checkpoint(model, out, metadata=meta)

@@ -21,30 +21,15 @@ so running it on tiles changes the result; ``SDEUNetConfig`` matches DA-CLIP's o
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import SDEUNetConfig
+
+__all__ = ["SDEUNet", "SDEUNetConfig"]
+
 HEAD_CHANNELS = 32  # DA-CLIP: num_head_channels = dim_head = 32
-
-
-@dataclass(frozen=True)
-class SDEUNetConfig:
-    """DA-CLIP's ``network_G.setting`` (universal-ir: 3, 3, 64, [1, 2, 4, 8], 512, true, true)."""
-
-    in_nc: int = 3
-    out_nc: int = 3
-    nf: int = 64
-    ch_mult: tuple[int, ...] = (1, 2, 4, 8)
-    context_dim: int = 512
-    use_degra_context: bool = True
-    use_image_context: bool = True
-
-    @property
-    def multiple(self) -> int:
-        return 2 ** len(self.ch_mult)
 
 
 def conv(c_in: int, c_out: int, k: int = 3, bias: bool = False) -> nn.Conv2d:

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmfir.runtime.errors import UsageError
 from mmfir.runtime.spec import MMF, RESTORED
 
 from .config import ModelConfig
@@ -13,11 +14,19 @@ from .restorer import Restorer
 
 
 class MMFIR(nn.Module):
+    """MultiContentNet + the restorer: NAFNet-style ``restorer``, or with ``cfg.diffusion`` DA-CLIP's
+    conditional U-Net as ``denoiser`` (sampled by IR-SDE in the runtime; no ``restorer`` then)."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
         self.encoder = MultiContentNet(cfg.encoder)
-        self.restorer = Restorer(cfg.restorer, cfg.encoder.embed_dim)
+        if cfg.diffusion is None:
+            self.restorer = Restorer(cfg.restorer, cfg.encoder.embed_dim)
+        else:
+            from .sde_unet import SDEUNet
+
+            self.denoiser = SDEUNet(cfg.diffusion.unet)
         mean = torch.tensor(cfg.encoder.mean).view(1, 3, 1, 1)
         std = torch.tensor(cfg.encoder.std).view(1, 3, 1, 1)
         self.register_buffer("clip_mean", mean, persistent=False)
@@ -47,6 +56,9 @@ class MMFIR(nn.Module):
         return (image - self.clip_mean) / self.clip_std
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.cfg.diffusion is not None:
+            raise UsageError("a diffusion model restores by sampling (IR-SDE in mmfir.runtime), not in one "
+                             "forward call: export it and run `mmfir restore`")
         feats = self.encoder(self.clip_input(image))
         feats[RESTORED] = self.restorer.pad_forward(image, feats[MMF])
         return feats

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmfir.runtime.errors import MmfirError
+from mmfir.runtime.errors import MmfirError, UsageError
 from mmfir.runtime.files import atomic_path
 from mmfir.runtime.spec import CONTENT, LOGITS, MMF, RESTORED
 from mmfir.measure.evaluate import evaluate_cases, format_summary, make_cases, summarize
@@ -93,6 +93,9 @@ class Trainer:
         torch.manual_seed(args.seed)
         # --init: the checkpoint's own config and weights (e.g. a converted DA-CLIP model), else --config
         self.model = load_checkpoint(args.init)[0] if args.init else build_model(args.config, seed=args.seed)
+        if self.model.cfg.diffusion is not None:
+            raise UsageError("this trainer trains the NAFNet restorer; a diffusion restorer (DA-CLIP's U-Net) is "
+                             "used as trained: export it with `mmfir export`")
         if args.clip_weights:
             load_clip_weights(self.model, args.clip_weights)
         self.train_clip = args.train_clip if args.train_clip is not None else args.clip_weights is None

@@ -22,6 +22,7 @@ from typing import Callable
 
 from .errors import BundleError
 from .files import sha256_file, write_json_atomic
+from .sde import SDESettings
 from .spec import GRAPH_PRECISIONS, Graph, NetworkSpec, Precision
 
 FORMAT_VERSION = 2  # 2: inputs declare their sources (the graph)
@@ -66,6 +67,12 @@ class Bundle:
     @property
     def config(self) -> dict:
         return self.manifest["model"]["config"]
+
+    @property
+    def sde_settings(self) -> SDESettings | None:
+        """The diffusion sampler's settings stored with the model (None: not a diffusion model)."""
+        diffusion = self.config.get("diffusion")
+        return SDESettings(**diffusion["sde"]) if diffusion else None
 
     @property
     def class_names(self) -> list[str]:

@@ -4,6 +4,13 @@ The wiring comes from the bundle's graph (``runtime/spec.py``): the per-image ne
 see each whole image once, CLIP-preprocessed; the spatial networks (the restorer) run on the whole
 image reflect-padded to their multiple, or on overlapping tiles (``runtime/tiling.py``), each tile fed
 its image's per-image outputs (the mmf tokens). Images of the same size share batches.
+
+A diffusion graph (DA-CLIP's restorer) is sampled instead: IR-SDE (``runtime/sde.py``) starts from the
+degraded image plus noise and calls the denoiser once per step. The noise is drawn for the whole image
+and only the network is tiled: each step's noise prediction is assembled from the tiles (blended as the
+restorer's are), so tiling changes the network's view, never the sampler's arithmetic or its draws.
+``steps`` samples with fewer steps (DA-CLIP's ``sample_T``), ``seed`` makes runs repeatable, ``noise``
+replaces the generator (a callable shape -> standard-normal array, called in DA-CLIP's order).
 """
 from __future__ import annotations
 
@@ -15,8 +22,9 @@ from .backends.base import Backend
 from .errors import UsageError
 from .image_io import DecodedImage, from_array
 from .preprocess import ClipPreprocess
-from .spec import CLIP_IMAGE, PIXELS, rows
-from .tiling import check_tiling, padded_batch, plan_tiles, restore_tiled, round_tile
+from .sde import IRSDE, NoiseSource
+from .spec import CLIP_IMAGE, PIXELS, SAMPLER_STATE, SAMPLER_TIME, rows
+from .tiling import check_tiling, pad_to_multiple, padded_batch, plan_tiles, restore_tiled, round_tile
 from .timing import timed
 
 DEFAULT_TILE = 512
@@ -43,11 +51,21 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def check_sampling(graph, steps=None, seed=None, noise=None) -> None:
+    """Sampling options only where the graph samples (a one-line error before any work otherwise)."""
+    if graph.sampler is None and (steps, seed, noise) != (None, None, None):
+        raise UsageError("--steps and --seed apply to diffusion restorers; this bundle's restorer runs once per image")
+
+
 class Pipeline:
     def __init__(self, backend: Backend, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP,
-                 batch: int = DEFAULT_BATCH):
+                 batch: int = DEFAULT_BATCH, steps: int | None = None, seed: int | None = None,
+                 noise: NoiseSource | None = None, on_step=None):
         self.backend = backend
         self.graph = backend.bundle.graph
+        self.sde = IRSDE(backend.bundle.sde_settings, steps) if self.graph.sampler else None
+        check_sampling(self.graph, steps, seed, noise)
+        self.seed, self.noise, self.on_step = seed, noise, on_step
         self.class_names = backend.bundle.class_names
         self.preprocess = ClipPreprocess.from_bundle(backend.bundle)
         self.multiple = self.graph.multiple
@@ -77,7 +95,7 @@ class Pipeline:
         with timed(timings, "encoder"):
             values = self.graph.run(self.backend.run, values, self.graph.per_image)
         with timed(timings, "restorer"):
-            restored = self.run_spatial(images, values)
+            restored = self.run_sampler(images, values) if self.sde else self.run_spatial(images, values)
         share = {k: v / len(images) for k, v in timings.items()}
         probs = softmax(values[self.graph.logits])
         return [RestoreResult(r, self.class_names[int(np.argmax(p))],
@@ -97,12 +115,39 @@ class Pipeline:
                               self.overlap, self.multiple, self.batch)
                 for i, im in enumerate(images)]
 
-    def spatial_fn(self, values: dict):
+    def run_sampler(self, images: list[DecodedImage], values: dict) -> list[np.ndarray]:
+        """IR-SDE for a batch of same-size images: the noise prediction per step untiled or from tiles."""
+        h, w = images[0].height, images[0].width
+        mu = np.stack([np.moveaxis(im.to_float(), 2, 0) for im in images])  # [N, 3, H, W], the SDE's mean
+        tiled = self.is_tiled(h, w)
+
+        def predict(state: np.ndarray, t: float) -> np.ndarray:
+            if not tiled:
+                fn = self.spatial_fn(values, time=t)
+                both = pad_to_multiple(np.concatenate([mu, state], axis=1), self.multiple)
+                return fn(both)[..., :h, :w]
+            return np.stack([np.moveaxis(restore_tiled(self.spatial_fn(rows(values, i), time=t),
+                                                       np.concatenate([mu[i], state[i]]).transpose(1, 2, 0),
+                                                       1.0, self.tile, self.overlap, self.multiple, self.batch), 2, 0)
+                             for i in range(len(images))])
+
+        on_step = (lambda t, x: self.on_step(self.sde.steps - t + 1, self.sde.steps)) if self.on_step else None
+        final = self.sde.sample(mu, predict, noise=self.noise, seed=self.seed, on_step=on_step)
+        return [np.moveaxis(x, 0, 2) for x in final]
+
+    def spatial_fn(self, values: dict, time: float | None = None):
+        """run(pixels [N, 3, h, w]) -> restored, with ``values`` (one row per pixel row, or one for all).
+
+        With a sampler (``time`` given) the input is [N, 6, h, w]: the degraded image, then the state."""
         """run(pixels [N, 3, h, w]) -> restored, with ``values`` (one row per pixel row, or one for all)."""
         def run(pixels: np.ndarray) -> np.ndarray:
             n = pixels.shape[0]
             given = {k: v for k, v in values.items() if k != CLIP_IMAGE}
             fed = given if all(v.shape[0] == n for v in given.values()) else rows(given, 0, n)
-            out = self.graph.run(self.backend.run, {**fed, PIXELS: pixels}, self.graph.spatial)
-            return out[self.graph.restored]
+            if time is None:
+                out = self.graph.run(self.backend.run, {**fed, PIXELS: pixels}, self.graph.spatial)
+                return out[self.graph.restored]
+            sources = {PIXELS: np.ascontiguousarray(pixels[:, :3]), SAMPLER_STATE: np.ascontiguousarray(pixels[:, 3:]),
+                       SAMPLER_TIME: np.full(n, time, dtype=np.float32)}
+            return self.graph.run(self.backend.run, {**fed, **sources}, self.graph.spatial)[self.graph.noise]
         return run

@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import ConfigError, UsageError
+from .spec import PIXELS, SAMPLER_STATE, SAMPLER_TIME
 
 NoiseSource = Callable[[tuple[int, ...]], np.ndarray]   # shape -> standard-normal float32 array
 PredictNoise = Callable[[np.ndarray, float], np.ndarray]  # (state, network time step) -> predicted noise
@@ -131,6 +132,27 @@ class IRSDE:
             if on_step is not None:
                 on_step(t, x)
         return x
+
+
+def example_sampler_values(pixels: np.ndarray, settings: SDESettings, seed: int = 0) -> dict[str, np.ndarray]:
+    """States and time steps a denoiser meets while sampling, one per row of ``pixels`` [N, 3, H, W]:
+    rows spread from t = T (nearly pure noise) to t = 1, each the image plus noise of that step's level.
+    Export validation, ``compare`` and ``bench`` feed these (the sampler's two sources)."""
+    sde = IRSDE(settings)
+    n = pixels.shape[0]
+    steps = np.linspace(settings.T, 1, n).round().astype(int) if n > 1 else np.array([settings.T // 2 or 1])
+    z = np.random.default_rng(seed).standard_normal(pixels.shape, dtype=np.float32)
+    level = sde.sigma_bars[steps].reshape(-1, *[1] * (pixels.ndim - 1))
+    return {SAMPLER_STATE: (pixels + level * z).astype(np.float32), SAMPLER_TIME: steps.astype(np.float32)}
+
+
+def spatial_sources(graph, settings: SDESettings | None, pixels: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
+    """What the pipeline hands a graph's spatial networks for a padded pixel batch: PIXELS and, for a
+    diffusion graph, example states and time steps (``example_sampler_values``)."""
+    values = {PIXELS: pixels}
+    if graph.sampler:
+        values.update(example_sampler_values(pixels, settings, seed))
+    return values
 
 
 def _draw(noise: NoiseSource, shape: tuple[int, ...]) -> np.ndarray:

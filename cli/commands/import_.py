@@ -12,6 +12,9 @@ def add_parser(sub):
     d.add_argument("--restorer-config", default="base",
                    help="config name or JSON path whose restorer section is used (default: base)")
     d.add_argument("--seed", type=int, default=0, help="seed of the restorer's random initialisation")
+    d.add_argument("--restorer", metavar="UNIVERSAL_IR_PTH",
+                   help="DA-CLIP's diffusion restorer (universal-ir.pth): imported as the model's restorer, "
+                        "with DA-CLIP's IR-SDE settings (max_sigma 50, T 100, cosine, eps 0.005)")
     d.set_defaults(func=run)
 
 
@@ -20,7 +23,12 @@ def run(args) -> int:
     from mmfir.runtime.progress import step_log
 
     step_log(f"reading DA-CLIP checkpoint {args.checkpoint} (weights only)")
-    out = import_daclip(args.checkpoint, args.out, restorer_config=args.restorer_config, seed=args.seed)
-    print(f"wrote {out}: DA-CLIP encoder (10 degradation classes) + untrained restorer "
-          f"('{args.restorer_config}' restorer config); train the restorer (stage 2) before use")
+    out = import_daclip(args.checkpoint, args.out, restorer_config=args.restorer_config, seed=args.seed,
+                        restorer=args.restorer)
+    if args.restorer:
+        print(f"wrote {out}: DA-CLIP encoder + DA-CLIP's IR-SDE restorer ({args.restorer}); "
+              f"export it with `mmfir export {out} --out BUNDLE`")
+    else:
+        print(f"wrote {out}: DA-CLIP encoder (10 degradation classes) + untrained restorer "
+              f"('{args.restorer_config}' restorer config); train the restorer (stage 2) before use")
     return 0

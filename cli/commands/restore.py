@@ -59,6 +59,9 @@ def add_parser(sub):
     p.add_argument("--io-workers", type=int, default=IO_WORKERS,
                    help=f"threads decoding and writing images while the networks run (default {IO_WORKERS}; "
                         "0: one after the other)")
+    p.add_argument("--steps", type=int, help="diffusion restorers: sampling steps (default: the model's T; fewer "
+                   "steps resample the schedule as DA-CLIP's sample_T does)")
+    p.add_argument("--seed", type=int, help="diffusion restorers: seed of the sampler's noise (repeatable runs)")
     p.add_argument("--json", action="store_true", help="print a JSON list of results on stdout")
     p.set_defaults(func=run)
 
@@ -116,8 +119,10 @@ def make_pipeline(args):
     if args.server:
         from mmfir.runtime.serving.client import ServerPipeline
 
+        if args.steps is not None or args.seed is not None:
+            raise UsageError("--steps and --seed apply to local diffusion restorers; the server runs its own settings")
         return ServerPipeline(args.server)
-    from mmfir.runtime.pipeline import Pipeline
+    from mmfir.runtime.pipeline import Pipeline, check_sampling
     from mmfir.runtime.tiling import check_tiling
 
     from ..common import make_backend, open_bundle
@@ -125,8 +130,18 @@ def make_pipeline(args):
     check_tiling(args.tile, args.overlap, 1)  # what no network could run, before any export or measurement
     bundle = open_bundle(args.bundle)
     check_tiling(args.tile, args.overlap, bundle.graph.multiple)  # before auto spends time measuring
+    check_sampling(bundle.graph, args.steps, args.seed)
     options = {"checkpoint": args.checkpoint} if args.checkpoint else {}
-    return Pipeline(make_backend(bundle, args, **options), tile=args.tile, overlap=args.overlap, batch=args.batch)
+    return Pipeline(make_backend(bundle, args, **options), tile=args.tile, overlap=args.overlap, batch=args.batch,
+                    steps=args.steps, seed=args.seed, on_step=sampling_progress if bundle.graph.sampler else None)
+
+
+def sampling_progress(done: int, total: int) -> None:
+    """One line per tenth of a diffusion sample (and the last step)."""
+    from mmfir.runtime.progress import step_log
+
+    if done == total or done % max(1, total // 10) == 0:
+        step_log(f"sampling step {done}/{total}")
 
 
 IO_WORKERS = 2  # one decoding the next batch, one writing the last: both overlap the networks

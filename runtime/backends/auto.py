@@ -20,7 +20,8 @@ import numpy as np
 from .. import cpu
 from ..errors import BackendUnavailable, MmfirError
 from ..files import local_or_cache, write_json_atomic
-from ..spec import CLIP_IMAGE, PIXELS, Precision
+from ..sde import spatial_sources
+from ..spec import CLIP_IMAGE, Precision
 from ..timing import time_calls
 from .base import backend_status, create_backend, deployable_backends
 
@@ -60,7 +61,8 @@ def usable_candidates(precision: Precision, candidates=None) -> tuple[list[str],
 
 
 def measurement_values(bundle) -> dict[str, np.ndarray]:
-    """A smooth synthetic 256² image, CLIP-preprocessed and as pixels (timing does not depend on content)."""
+    """A smooth synthetic 256² image, CLIP-preprocessed and as pixels (timing does not depend on content);
+    a diffusion graph also gets an example state and time step (auto times one sampling step)."""
     from ..image_io import from_array
     from ..preprocess import ClipPreprocess
 
@@ -69,7 +71,7 @@ def measurement_values(bundle) -> dict[str, np.ndarray]:
     image = np.clip(np.stack([x, y, (x + y) / 2], axis=2) * 0.8 + 0.2 * noise, 0, 1)
     pixels = np.ascontiguousarray(np.moveaxis(image, 2, 0)[None])
     clip = ClipPreprocess.from_bundle(bundle)(from_array(image))[None]
-    return {CLIP_IMAGE: clip, PIXELS: pixels}
+    return {CLIP_IMAGE: clip, **spatial_sources(bundle.graph, bundle.sde_settings, pixels)}
 
 
 def measure_ms(name: str, bundle, precision: Precision, threads: int | None = None,

@@ -282,6 +282,9 @@ def write_repository(bundle: Bundle | str | Path, out: str | Path, options: Repo
         raise UsageError(f"{out} exists and is not empty; pass --force to replace it")
     if options.precision not in bundle.precisions():
         raise BundleError(f"bundle {bundle.root} has no {options.precision.value} graphs; choose another --precision")
+    if bundle.graph.sampler:
+        raise UsageError(f"bundle {bundle.root} holds a diffusion restorer; serving its sampling loop through Triton "
+                         "is not supported yet: restore locally with `mmfir restore --bundle`")
     staging = make_staging_dir(out)
     try:
         notes = [n for name, cfg in model_configs(bundle, options).items()

@@ -81,3 +81,20 @@ def test_bad_conditioning_named():
     data["restorer"]["conditioning"] = "telepathy"
     with pytest.raises(ConfigError, match="restorer.conditioning"):
         config_from_dict(data)
+
+
+def test_diffusion_section_round_trips_and_is_checked():
+    from mmfir.models.config import config_from_dict
+    from mmfir.runtime.errors import ConfigError
+
+    data = load_config("tiny").to_dict()
+    assert "diffusion" not in data  # NAFNet models' configs read as before
+    data["diffusion"] = {"unet": {"nf": 32, "ch_mult": [1, 2], "context_dim": data["encoder"]["embed_dim"]},
+                         "sde": {"T": 50, "max_sigma": 30}}
+    cfg = config_from_dict(data)
+    assert cfg.diffusion.unet.ch_mult == (1, 2) and cfg.diffusion.sde.T == 50 and cfg.multiple == 4
+    assert config_from_dict(cfg.to_dict()) == cfg
+    for key, bad in (("unet", {"context_dim": 7}), ("unet", {"nf": 16}), ("sde", {"schedule": "quadratic"})):
+        broken = {**data, "diffusion": {**data["diffusion"], key: {**data["diffusion"][key], **bad}}}
+        with pytest.raises(ConfigError):
+            config_from_dict(broken)

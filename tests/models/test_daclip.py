@@ -274,7 +274,7 @@ def test_other_models_are_refused(tmp_path):
         import_daclip(tensor, tmp_path / "out.safetensors")
     with pytest.raises(ConfigError, match="--restorer-config nope"):
         import_daclip(TINY, tmp_path / "out.safetensors", restorer_config="nope")
-    with pytest.raises(CheckpointError, match="is the input file"):
+    with pytest.raises(CheckpointError, match="is an input file"):
         import_daclip(TINY, TINY)
 
 

@@ -83,3 +83,20 @@ def test_concrete_shapes_and_precision_parsing():
     assert Precision.parse("FP16") is Precision.FP16
     with pytest.raises(UsageError, match="unknown precision 'int4'"):
         Precision.parse("int4")
+
+
+def test_a_diffusion_graph_has_a_sampler():
+    """A diffusion section swaps the restorer for the denoiser: its state and time come from the sampler,
+    its contexts from the encoder's embeddings; the graph's result is the sampler's final state."""
+    from mmfir.runtime.spec import (DENOISER, NOISE, SAMPLED, SAMPLER_STATE, SAMPLER_TIME, denoiser_spec)
+
+    config = {**TINY, "diffusion": {"unet": {"context_dim": 8, "ch_mult": [1, 2, 4]}, "sde": {}}}
+    graph = Graph(network_specs(config))
+    assert graph.order == (ENCODER, DENOISER) and graph.spatial == (DENOISER,) and graph.sampler == DENOISER
+    assert graph.sources(DENOISER) == {"xt": SAMPLER_STATE, "cond": PIXELS, "time": SAMPLER_TIME,
+                                       "text_context": "encoder.degradation", "image_context": "encoder.content"}
+    assert graph.noise == f"{DENOISER}.{NOISE}" and graph.restored == SAMPLED and graph.multiple == 8
+    assert Graph(network_specs(TINY)).sampler is None
+    second = denoiser_spec(8, 8)
+    with pytest.raises(BundleError, match="exactly one spatial network"):
+        Graph({**network_specs(config), "second": NetworkSpec("second", second.inputs, second.outputs)})

@@ -139,7 +139,6 @@ class Pipeline:
         """run(pixels [N, 3, h, w]) -> restored, with ``values`` (one row per pixel row, or one for all).
 
         With a sampler (``time`` given) the input is [N, 6, h, w]: the degraded image, then the state."""
-        """run(pixels [N, 3, h, w]) -> restored, with ``values`` (one row per pixel row, or one for all)."""
         def run(pixels: np.ndarray) -> np.ndarray:
             n = pixels.shape[0]
             given = {k: v for k, v in values.items() if k != CLIP_IMAGE}

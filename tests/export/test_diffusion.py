@@ -5,6 +5,8 @@
   see tests/models/test_sde_unet.py) at three time steps on an odd-sized input, padded the way the
   runtime pads. The runtime samples it: seeds repeat, a replayed noise source gives exactly the states
   of IRSDE driven by the ONNX graph directly, and tiling draws the noise for the whole image.
+- End to end: the runtime's 100- and 20-step samples (ort-cpu, ov-cpu) against DA-CLIP's own IRSDE
+  driving its own ConditionalUNet with the same weights, contexts and noise (tests/data/sample_ref.npz).
 - `import daclip --restorer` on a tiny DA-CLIP encoder (tests/data/daclip_tiny.pt) plus a U-Net file in
   DA-CLIP's layout (saved as DA-CLIP's training saves it).
 """
@@ -150,6 +152,38 @@ def test_sampling_is_seeded_and_replays_irsde_on_the_graph(bundle, photo):
     want = sde.sample(mu, predict, noise=replay(iter(draws)))[0]
     assert times == [100.0, 75.0, 50.0, 25.0]  # DA-CLIP's sample_T: t * T / steps
     np.testing.assert_allclose(got, np.moveaxis(want, 0, 2), rtol=1e-5, atol=1e-5)
+
+
+SAMPLE = np.load(DATA / "sample_ref.npz")
+
+
+@pytest.mark.parametrize("steps", [100, 20])
+@pytest.mark.parametrize("backend_name", ["ort-cpu", pytest.param("ov-cpu", marks=pytest.mark.openvino)])
+def test_sample_matches_daclip_sampling_its_own_unet(bundle, backend_name, steps):
+    """End to end against DA-CLIP: its IRSDE driving its ConditionalUNet (tests/data/make_sample_ref.py) vs the
+    runtime's loop on the exported graph, same weights, contexts and noise, odd size (padded every step)."""
+    if backend_name == "ov-cpu":
+        pytest.importorskip("openvino", reason="needs mmfir[openvino]")
+    from mmfir.runtime.image_io import from_array
+
+    draws = np.random.default_rng(int(SAMPLE["seed"]))
+    pipeline = Pipeline(create_backend(backend_name, bundle, "fp32"), tile=0, steps=steps,
+                        noise=lambda shape: draws.standard_normal(shape, dtype=np.float32))
+    states, real_step = [], pipeline.sde.step
+
+    def recording_step(x, noise, t, mu, z):
+        states.append(real_step(x, noise, t, mu, z))
+        return states[-1]
+
+    pipeline.sde.step = recording_step
+    values = {output_ref(ENCODER, DEGRADATION): SAMPLE["text_context"],
+              output_ref(ENCODER, CONTENT): SAMPLE["image_context"]}
+    final = pipeline.run_sampler([from_array(SAMPLE["pixels"])], values)[0]
+    want = SAMPLE[f"s{steps}_states"]  # after every quarter of the steps
+    got = np.concatenate(states[steps // len(want) - 1::steps // len(want)])
+    np.testing.assert_array_equal(np.moveaxis(final, 2, 0), got[-1])
+    errors = [float(np.linalg.norm(g - w) / np.linalg.norm(w)) for g, w in zip(got, want)]
+    assert max(errors) < 1e-3, errors  # random weights: states far outside [0, 1], so relative L2
 
 
 def test_tiled_sampling_draws_noise_for_the_whole_image(bundle, photo):

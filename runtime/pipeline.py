@@ -116,9 +116,14 @@ class Pipeline:
                 for i, im in enumerate(images)]
 
     def run_sampler(self, images: list[DecodedImage], values: dict) -> list[np.ndarray]:
-        """IR-SDE for a batch of same-size images: the noise prediction per step untiled or from tiles."""
-        h, w = images[0].height, images[0].width
+        """IR-SDE for a batch of same-size images (H x W x 3 results)."""
         mu = np.stack([np.moveaxis(im.to_float(), 2, 0) for im in images])  # [N, 3, H, W], the SDE's mean
+        return [np.moveaxis(x, 0, 2) for x in self.sample(mu, values)]
+
+    def sample(self, mu: np.ndarray, values: dict) -> np.ndarray:
+        """The sampler's final states [N, 3, H, W] from the degraded images ``mu`` [N, 3, H, W] in [0, 1] and
+        the per-image values (the encoder's outputs); the noise prediction per step untiled or from tiles."""
+        n, _, h, w = mu.shape
         tiled = self.is_tiled(h, w)
 
         def predict(state: np.ndarray, t: float) -> np.ndarray:
@@ -129,11 +134,10 @@ class Pipeline:
             return np.stack([np.moveaxis(restore_tiled(self.spatial_fn(rows(values, i), time=t),
                                                        np.concatenate([mu[i], state[i]]).transpose(1, 2, 0),
                                                        1.0, self.tile, self.overlap, self.multiple, self.batch), 2, 0)
-                             for i in range(len(images))])
+                             for i in range(n)])
 
         on_step = (lambda t, x: self.on_step(self.sde.steps - t + 1, self.sde.steps)) if self.on_step else None
-        final = self.sde.sample(mu, predict, noise=self.noise, seed=self.seed, on_step=on_step)
-        return [np.moveaxis(x, 0, 2) for x in final]
+        return self.sde.sample(mu, predict, noise=self.noise, seed=self.seed, on_step=on_step)
 
     def spatial_fn(self, values: dict, time: float | None = None):
         """run(pixels [N, 3, h, w]) -> restored, with ``values`` (one row per pixel row, or one for all).

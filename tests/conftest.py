@@ -55,3 +55,51 @@ def tiny_bundle(tmp_path_factory):
     out = tmp_path_factory.mktemp("bundles") / "tiny"
     export_bundle(build_model("tiny", seed=0), out, progress=False)
     return out
+
+
+# --- a real Triton server on loopback ------------------------------------------------------------------
+
+def triton_skip_reason() -> str | None:
+    """Why no server test can run here (tritonclient, nvidia-pytriton's tritonserver, a numpy<2 python env)."""
+    from mmfir.runtime.errors import MmfirError
+    from mmfir.runtime.serving.server import PythonEnv, find_triton
+
+    try:
+        import tritonclient.grpc  # noqa: F401
+        import tritonclient.http  # noqa: F401
+    except ImportError as err:
+        return f"tritonclient missing ({err.name}): pip install 'mmfir[serve]'"
+    try:
+        find_triton()
+        return PythonEnv.probe().problem()
+    except MmfirError as err:
+        return str(err)
+
+
+@pytest.fixture(scope="module")
+def start_triton(request):
+    """start_triton(repo) -> a ready TritonServer on loopback (or a skip with the reason); each is stopped by
+    its process group when the module ends, and the group is checked to be gone."""
+    import time
+
+    from mmfir.runtime.serving.server import TritonServer
+
+    def stop_and_check(server) -> None:
+        pid = server.pid
+        server.stop()
+        server.cleanup()
+        if pid is not None:
+            with pytest.raises(ProcessLookupError):
+                os.killpg(pid, 0)
+
+    def start(repo):
+        if reason := triton_skip_reason():
+            pytest.skip(reason)
+        server = TritonServer(repo)
+        request.addfinalizer(lambda: stop_and_check(server))
+        started = time.monotonic()
+        server.start(timeout=60)
+        print(f"\ntritonserver ready in {time.monotonic() - started:.1f}s (pid {server.pid})")
+        return server
+
+    return start

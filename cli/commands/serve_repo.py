@@ -9,7 +9,8 @@ from mmfir.runtime.spec import GRAPH_PRECISIONS
 def add_parser(sub):
     p = sub.add_parser("serve-repo", help="write a Triton Inference Server model repository for a bundle",
                        description="Models: preprocess, encoder, restorer, postprocess, and the ensemble `mmfir` "
-                                   "(UINT8 image in; restored image, degradation class and probabilities out).")
+                                   "(UINT8 image in; restored image, degradation class and probabilities out). A diffusion "
+                                   "bundle's denoiser model runs the whole sampling loop (--steps, --seed).")
     p.add_argument("bundle", metavar="BUNDLE", help="bundle folder (from `mmfir export`)")
     p.add_argument("--out", required=True, metavar="REPO", help="model repository folder to write")
     p.add_argument("--backend", default="python", choices=("python", "onnxruntime", "tensorrt"),
@@ -23,6 +24,9 @@ def add_parser(sub):
     p.add_argument("--threads", type=int, help="onnxruntime threads per instance (python backend)")
     p.add_argument("--max-side", type=int, help="refuse images larger than this per side "
                                                  "(default: the restorer profile's largest tile)")
+    p.add_argument("--steps", type=int, help="a diffusion bundle's sampling steps (default: its T)")
+    p.add_argument("--seed", type=int, help="a diffusion bundle's noise seed, the same for every request "
+                                            "(default: fresh noise per request)")
     p.add_argument("--force", action="store_true", help="replace REPO if it exists")
     p.set_defaults(func=run)
 
@@ -32,7 +36,8 @@ def run(args) -> int:
     from mmfir.runtime.spec import Precision
 
     options = RepoOptions(backend=args.backend, instances=args.instances, max_batch=args.max_batch, kind=args.kind,
-                          precision=Precision.parse(args.precision), threads=args.threads, max_side=args.max_side)
+                          precision=Precision.parse(args.precision), threads=args.threads, max_side=args.max_side,
+                          steps=args.steps, seed=args.seed)
     repo, notes = write_repository(args.bundle, args.out, options, force=args.force)
     for note in notes:
         print(f"mmfir serve-repo: note: {note}", file=sys.stderr)

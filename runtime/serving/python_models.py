@@ -17,7 +17,7 @@ from ..errors import ImageError, MmfirError
 from ..image_io import DecodedImage
 from ..pipeline import softmax
 from ..preprocess import ClipPreprocess
-from ..spec import CLIP_IMAGE, IMAGE, LOGITS, PIXELS, RESTORED
+from ..spec import CLIP_IMAGE, IMAGE, LOGITS, PIPELINE_SOURCES, PIXELS, RESTORED, SAMPLED
 from ..tiling import padded_batch
 from .repo import CLASS, PADDED_RESTORED, PROBS, SIZE
 
@@ -146,6 +146,41 @@ class NetworkModel(_Model):
                 responses[i] = self.respond({k: v[start:start + rows] for k, v in outputs.items()})
                 start += rows
         return responses
+
+    def finalize(self):
+        self.backend.close()
+
+
+class SamplerModel(_Model):
+    """A diffusion bundle's sampling loop: degraded pixels, size and the encoder's outputs -> final state.
+
+    Runs the runtime's own loop (``Pipeline.sample``, whole image, the denoiser on onnxruntime), so a
+    served image is what ``mmfir restore --tile 0`` gives; with the repository's ``seed`` parameter every
+    request draws the same noise as ``--seed``, without it each request draws fresh noise. Requests are
+    sampled one by one (a batch would draw its noise for all its images at once).
+    """
+
+    def setup(self):
+        from ..backends.base import create_backend
+        from ..pipeline import Pipeline
+
+        graph = self.bundle.graph
+        self.network = self.label = graph.sampler
+        self.contexts = {name: source for name, source in graph.sources(self.network).items()
+                         if source not in PIPELINE_SOURCES}
+        self.inputs = (PIXELS, SIZE, *self.contexts)
+        threads = int(self.params["threads"]) if self.params.get("threads") else None
+        self.backend = create_backend(self.params.get("runtime_backend", "ort-cpu"), self.bundle,
+                                      self.params.get("precision", "fp32"), threads)
+        steps, seed = (self.params.get(k) for k in ("steps", "seed"))
+        self.pipeline = Pipeline(self.backend, tile=0, steps=int(steps) if steps else None,
+                                 seed=int(seed) if seed else None)
+
+    def compute(self, inputs):
+        h, w = (int(v) for v in inputs[SIZE][0])
+        mu = np.ascontiguousarray(inputs[PIXELS][:, :, :h, :w])
+        values = {source: inputs[name] for name, source in self.contexts.items()}
+        return {SAMPLED: self.pipeline.sample(mu, values).astype(np.float32)}
 
     def finalize(self):
         self.backend.close()

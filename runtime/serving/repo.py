@@ -4,6 +4,7 @@
       preprocess/   python: UINT8 H x W x 3 image -> CLIP input, padded [0, 1] pixels, original size
       encoder/      python (mmfir runtime) | onnxruntime (model.onnx) | tensorrt (model.plan)
       restorer/     same, on the padded pixels and the encoder's mmf tokens
+      (denoiser/)   a diffusion bundle's instead of restorer/: python, the whole sampling loop (below)
       postprocess/  python: crop to the original size, softmax, class label
       mmfir/        ensemble: image in; restored image, degradation class and probabilities out
 
@@ -12,6 +13,11 @@ input is mapped to the ensemble tensor of its ``source`` (the preprocess model's
 ``pixels``, or another network's output), so a bundle with other networks needs no edit here. The pre-
 and postprocess models are python models in every variant: they are the runtime's own numpy code
 (runtime/preprocess.py, runtime/tiling.py), so a served image equals an in-process restore.
+
+A diffusion bundle's sampler network (DA-CLIP's U-Net) is served by one python model that runs the
+runtime's own sampling loop over the whole image (``python_models.SamplerModel``: every step's noise
+prediction on onnxruntime, the IR-SDE in numpy), fed the preprocess model's pixels and size and the
+encoder's outputs; ``steps`` and ``seed`` are fixed per repository (``--steps``, ``--seed``).
 """
 from __future__ import annotations
 
@@ -23,7 +29,8 @@ from pathlib import Path
 from ..bundle import MANIFEST, Bundle
 from ..errors import BundleError, UsageError
 from ..files import make_staging_dir, replace_dir, write_text_atomic
-from ..spec import CLIP_IMAGE, IMAGE, LOGITS, PIXELS, RESTORED, Graph, NetworkSpec, Precision, TensorSpec
+from ..spec import (CLIP_IMAGE, IMAGE, LOGITS, PIPELINE_SOURCES, PIXELS, RESTORED, SAMPLED, Graph, NetworkSpec,
+                    Precision, TensorSpec)
 from .pbtxt import Enum, render
 
 BACKENDS = ("python", "onnxruntime", "tensorrt")
@@ -57,6 +64,8 @@ class RepoOptions:
     threads: int | None = None        # onnxruntime threads per instance (python backend)
     max_side: int | None = None       # refuse larger images; default: the restorer profile's largest tile
     queue_delay_us: int = 2000        # dynamic batcher's wait for more requests
+    steps: int | None = None          # a diffusion bundle's sampling steps (default: its T)
+    seed: int | None = None           # a diffusion bundle's noise seed for every request (default: fresh noise)
 
     def checked(self) -> "RepoOptions":
         if self.backend not in BACKENDS:
@@ -65,8 +74,8 @@ class RepoOptions:
             raise UsageError(f"unknown instance kind {self.kind!r}; choose cpu or gpu")
         if self.backend == "tensorrt" and self.kind == "cpu":
             raise UsageError("the tensorrt backend runs on GPUs only; drop --kind cpu")
-        for name in ("instances", "max_batch"):
-            if getattr(self, name) < 1:
+        for name in ("instances", "max_batch", "steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(self, name)})")
         return self
 
@@ -111,6 +120,11 @@ def max_batch_for(spec: NetworkSpec, options: RepoOptions) -> int:
     return min(options.max_batch, min(p[2][0] for p in spec.profile.values()))
 
 
+def runtime_backend(options: RepoOptions) -> str:
+    """The mmfir runtime backend a python model runs its network on."""
+    return "ort-cuda" if options.instance_kind == "gpu" else "ort-cpu"
+
+
 def network_config(spec: NetworkSpec, bundle: Bundle, options: RepoOptions) -> dict:
     batched = is_batched(spec)
     head: dict = {"name": spec.name}
@@ -128,11 +142,28 @@ def network_config(spec: NetworkSpec, bundle: Bundle, options: RepoOptions) -> d
     head["output"] = [spec_tensor(t, batched) for t in spec.outputs]
     head["instance_group"] = instance_group(options)
     if options.backend == "python":
-        runtime_backend = "ort-cuda" if options.instance_kind == "gpu" else "ort-cpu"
         head["parameters"] = parameters({"bundle": BUNDLE_DIR, "network": spec.name,
-                                         "precision": options.precision.value, "runtime_backend": runtime_backend,
-                                         "threads": options.threads})
+                                         "precision": options.precision.value,
+                                         "runtime_backend": runtime_backend(options), "threads": options.threads})
     return head
+
+
+def context_inputs(graph: Graph) -> dict[str, str]:
+    """The sampler network's inputs read from other networks' outputs: {input name: source}."""
+    return {name: source for name, source in graph.sources(graph.sampler).items() if source not in PIPELINE_SOURCES}
+
+
+def sampler_config(graph: Graph, bundle: Bundle, options: RepoOptions) -> dict:
+    """The python model running a diffusion bundle's sampling loop (whole image, one request at a time)."""
+    spec = graph[graph.sampler]
+    contexts = [spec_tensor(spec.input(name), True) for name in context_inputs(graph)]
+    return {"name": spec.name, "backend": "python", **batching(options),
+            "input": [source_tensor(graph, PIXELS), tensor(SIZE, "int32", (2,)), *contexts],
+            "output": [tensor(SAMPLED, "float32", (3, -1, -1))],
+            "instance_group": instance_group(options),
+            "parameters": parameters({"bundle": BUNDLE_DIR, "precision": options.precision.value,
+                                      "runtime_backend": runtime_backend(options), "threads": options.threads,
+                                      "steps": options.steps, "seed": options.seed})}
 
 
 def ensemble_name(source: str) -> str:
@@ -184,6 +215,10 @@ def network_steps(graph: Graph) -> list[dict]:
     needed = set(graph.consumed()) | {graph.restored, graph.logits}
     steps = []
     for network in graph.order:
+        if network == graph.sampler:
+            inputs = {PIXELS: PIXELS, SIZE: SIZE, **{n: ensemble_name(s) for n, s in context_inputs(graph).items()}}
+            steps.append(step(network, inputs, {SAMPLED: ensemble_name(SAMPLED)}))
+            continue
         inputs = {name: ensemble_name(source) for name, source in graph.sources(network).items()}
         outputs = {t.name: ensemble_name(f"{network}.{t.name}") for t in graph[network].outputs
                    if f"{network}.{t.name}" in needed}
@@ -211,7 +246,8 @@ def model_configs(bundle: Bundle, options: RepoOptions) -> dict[str, dict]:
     """Every model's config, keyed by model name (ensemble batch sizes fitted to the networks')."""
     graph = bundle.graph
     configs = {PREPROCESS: preprocess_config(graph, bundle, options),
-               **{n: network_config(graph[n], bundle, options) for n in graph.order},
+               **{n: (sampler_config(graph, bundle, options) if n == graph.sampler else
+                      network_config(graph[n], bundle, options)) for n in graph.order},
                POSTPROCESS: postprocess_config(graph, bundle, options),
                ENSEMBLE: ensemble_config(graph, options)}
     batch = configs[ENSEMBLE]["max_batch_size"]
@@ -223,6 +259,12 @@ def model_configs(bundle: Bundle, options: RepoOptions) -> dict[str, dict]:
 PYTHON_CLASSES = {PREPROCESS: "PreprocessModel", POSTPROCESS: "PostprocessModel"}  # networks: NetworkModel
 
 
+def python_class(name: str, bundle: Bundle) -> str:
+    if name == bundle.graph.sampler:
+        return "SamplerModel"
+    return PYTHON_CLASSES.get(name, "NetworkModel")
+
+
 def write_model(folder: Path, name: str, config: dict, bundle: Bundle, options: RepoOptions) -> str | None:
     """config.pbtxt and the version folder's model file; returns a note when something is left to do."""
     version = folder / name / "1"
@@ -232,7 +274,7 @@ def write_model(folder: Path, name: str, config: dict, bundle: Bundle, options: 
     if name == ENSEMBLE:
         return None
     if config.get("backend") == "python":
-        write_text_atomic(version / "model.py", MODEL_PY.format(name=name, cls=PYTHON_CLASSES.get(name, "NetworkModel")))
+        write_text_atomic(version / "model.py", MODEL_PY.format(name=name, cls=python_class(name, bundle)))
         return None
     if options.backend == "onnxruntime":
         shutil.copyfile(bundle.onnx_path(name, options.precision), version / "model.onnx")
@@ -266,8 +308,8 @@ def write_bundle_copy(folder: Path, bundle: Bundle, options: RepoOptions) -> Pat
     target = folder / BUNDLE_DIR
     target.mkdir(parents=True)
     link_or_copy(bundle.root / MANIFEST, target / MANIFEST)
-    if options.backend == "python":
-        for network in bundle.graph.order:
+    for network in bundle.graph.order:
+        if options.backend == "python" or network == bundle.graph.sampler:
             src = bundle.onnx_path(network, options.precision)
             link_or_copy(src, target / src.name)
     return target
@@ -282,9 +324,8 @@ def write_repository(bundle: Bundle | str | Path, out: str | Path, options: Repo
         raise UsageError(f"{out} exists and is not empty; pass --force to replace it")
     if options.precision not in bundle.precisions():
         raise BundleError(f"bundle {bundle.root} has no {options.precision.value} graphs; choose another --precision")
-    if bundle.graph.sampler:
-        raise UsageError(f"bundle {bundle.root} holds a diffusion restorer; serving its sampling loop through Triton "
-                         "is not supported yet: restore locally with `mmfir restore --bundle`")
+    if (options.steps or options.seed is not None) and not bundle.graph.sampler:
+        raise UsageError(f"--steps and --seed are for diffusion bundles; {bundle.root} restores in one pass")
     staging = make_staging_dir(out)
     try:
         notes = [n for name, cfg in model_configs(bundle, options).items()

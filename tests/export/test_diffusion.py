@@ -200,9 +200,34 @@ def test_tiled_sampling_draws_noise_for_the_whole_image(bundle, photo):
     assert shapes == [(1, 3, 48, 64)] * 4 and out.shape == (48, 64, 3) and np.all(np.isfinite(out))
 
 
-def test_sampling_options_need_a_diffusion_bundle(tiny_bundle):
+def test_sampling_options_need_a_diffusion_bundle(tiny_bundle, tmp_path):
     from mmfir.runtime.bundle import Bundle
+    from mmfir.runtime.serving.repo import RepoOptions, write_repository
 
     backend = create_backend("ort-cpu", Bundle.open(tiny_bundle), "fp32")
     with pytest.raises(UsageError, match="diffusion"):
         Pipeline(backend, steps=10)
+    with pytest.raises(UsageError, match="diffusion"):
+        write_repository(tiny_bundle, tmp_path / "repo", RepoOptions(steps=10))
+    assert not (tmp_path / "repo").exists()
+
+
+@pytest.mark.triton
+def test_served_sample_equals_the_local_one(bundle, photo, tmp_path, start_triton):
+    """`serve-repo` on a diffusion bundle: the denoiser model runs the whole loop; with --steps/--seed a real
+    tritonserver returns what `Pipeline(tile=0, steps, seed)` does in process, at odd sizes too."""
+    from mmfir.runtime.serving.client import restore_via_server
+    from mmfir.runtime.serving.repo import RepoOptions, write_repository
+
+    repo, notes = write_repository(bundle, tmp_path / "repo", RepoOptions(threads=1, steps=4, seed=7, max_side=256))
+    assert notes == []
+    config = (repo / DENOISER / "config.pbtxt").read_text()
+    assert 'backend: "python"' in config and '"steps"' in config and "SamplerModel" in (
+        repo / DENOISER / "1" / "model.py").read_text()
+    images = [photo, np.ascontiguousarray(photo[:37, :45])]
+    got = restore_via_server(start_triton(repo).http_url, images)
+    with create_backend("ort-cpu", bundle, "fp32", threads=1) as backend:
+        want = Pipeline(backend, tile=0, steps=4, seed=7).restore(images)
+    for g, w in zip(got, want):
+        assert g.restored.shape == w.restored.shape and g.label == w.label
+        assert np.linalg.norm(g.restored - w.restored) / np.linalg.norm(w.restored) < 1e-5

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import triton_skip_reason
 
 from mmfir.runtime.bundle import Bundle
 from mmfir.measure.checks import check_outputs, failures
@@ -132,6 +133,8 @@ def test_bad_repository_requests(bundle, python_repo, tmp_path):
         write_repository(bundle, python_repo)
     with pytest.raises(MmfirError, match="instances"):
         write_repository(bundle, tmp_path / "r", RepoOptions(instances=0))
+    with pytest.raises(MmfirError, match="--steps must be at least 1"):
+        write_repository(bundle, tmp_path / "r", RepoOptions(steps=0))
     with pytest.raises(MmfirError, match="GPUs only"):
         write_repository(bundle, tmp_path / "r", RepoOptions(backend="tensorrt", kind="cpu"))
     assert set(BACKENDS) == {"python", "onnxruntime", "tensorrt"} and not (tmp_path / "r").exists()
@@ -150,43 +153,9 @@ def test_serve_repo_cli(bundle, tmp_path, capsys):
 
 # --- a real server on loopback -------------------------------------------------------------------------
 
-def server_skip_reason() -> str | None:
-    from mmfir.runtime.serving.server import PythonEnv, find_triton
-
-    try:
-        import tritonclient.grpc  # noqa: F401
-        import tritonclient.http  # noqa: F401
-    except ImportError as err:
-        return f"tritonclient missing ({err.name}): pip install 'mmfir[serve]'"
-    try:
-        find_triton()
-        return PythonEnv.probe().problem()
-    except MmfirError as err:
-        return str(err)
-
-
-def stop_and_check(server) -> None:
-    """Stop by process group and make sure nothing of it is left."""
-    pid = server.pid
-    server.stop()
-    server.cleanup()
-    if pid is not None:
-        with pytest.raises(ProcessLookupError):
-            os.killpg(pid, 0)
-
-
 @pytest.fixture(scope="module")
-def server(python_repo, request):
-    from mmfir.runtime.serving.server import TritonServer
-
-    if reason := server_skip_reason():
-        pytest.skip(reason)
-    srv = TritonServer(python_repo)
-    request.addfinalizer(lambda: stop_and_check(srv))
-    started = time.monotonic()
-    srv.start(timeout=60)
-    print(f"\ntritonserver ready in {time.monotonic() - started:.1f}s (pid {srv.pid})")
-    return srv
+def server(python_repo, start_triton):
+    return start_triton(python_repo)
 
 
 @pytest.fixture(scope="module")
@@ -286,7 +255,7 @@ def serve_cli(repo: Path):
     """`mmfir serve REPO` in a subprocess, ready: yields (process, tritonserver pid, ports); both killed after."""
     from mmfir.runtime.serving.server import free_port
 
-    if reason := server_skip_reason():
+    if reason := triton_skip_reason():
         pytest.skip(reason)
     ports = [free_port() for _ in range(3)]
     cmd = [sys.executable, "-m", "mmfir.cli", "serve", str(repo), "--http-port", str(ports[0]),

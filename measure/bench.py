@@ -46,6 +46,7 @@ class BenchSettings:
     iters: int = 10
     threads: int | None = None
     networks: tuple[str, ...] | None = None  # default: measured_networks(bundle)
+    steps: int | None = None                  # a diffusion bundle's sampling steps end to end (default: its T)
     timeout_s: float = 3600.0
 
 
@@ -74,7 +75,7 @@ def measure_target(bundle_path: str, target: Target, settings: BenchSettings, op
     job = {"bundle": str(bundle_path), "backend": target.backend, "precision": target.precision.value,
            "sizes": settings.sizes, "batches": settings.batches, "warmup": settings.warmup,
            "iters": settings.iters, "threads": settings.threads, "networks": list(settings.networks or ()),
-           "options": options or {}}
+           "steps": settings.steps, "options": options or {}}
     return run_worker(job, settings.timeout_s)
 
 
@@ -117,12 +118,15 @@ def scaled(count: dict, batch: int) -> dict:
     return {**count, "flops": count["flops"] * batch, "by_op": {k: v * batch for k, v in count["by_op"].items()}}
 
 
-def flops_of(flops: dict, graph, network: str, size: int, batch: int) -> int | None:
-    """FLOPs of one row: a network at (size, batch), or the sum over the graph for end to end."""
+def flops_of(flops: dict, graph, network: str, size: int, batch: int, steps: int | None = None) -> int | None:
+    """FLOPs of one row: a network at (size, batch), or the sum over the graph for end to end (the
+    sampler's network once per step)."""
     networks = graph.order if network == END_TO_END else (network,)
     counts = [flops.get(flops_key(n, size if n in graph.spatial else None, batch), {}).get("flops")
               for n in networks]
-    return None if any(c is None for c in counts) else sum(counts)
+    if any(c is None for c in counts):
+        return None
+    return sum(c * (steps if steps and n == graph.sampler else 1) for n, c in zip(networks, counts))
 
 
 def result_rows(label: Target, measured: dict, flops: dict, peaks: dict, graph) -> list[dict]:
@@ -131,7 +135,7 @@ def result_rows(label: Target, measured: dict, flops: dict, peaks: dict, graph) 
     peak = {Precision.BF16: peaks.get("bf16"), Precision.INT8: None}.get(precision, peaks.get("fp32")) or {}
     rows = []
     for r in measured.get("rows", []):
-        count = flops_of(flops, graph, r["network"], r["size"], r["batch"])
+        count = flops_of(flops, graph, r["network"], r["size"], r["batch"], r.get("steps"))
         gflops = count / (r["p50_ms"] / 1e3) / 1e9 if count else None
         rows.append({"backend": label.backend, "precision": precision.value, **r,
                      "throughput_ips": r["batch"] / (r["mean_ms"] / 1e3), "flops": count,
@@ -177,7 +181,8 @@ def run_bench(bundle, targets: list[Target], settings: BenchSettings, options: d
 
 def settings_json(settings: BenchSettings) -> dict:
     return {"sizes": settings.sizes, "batches": settings.batches, "warmup": settings.warmup,
-            "iters": settings.iters, "threads": settings.threads, "networks": list(settings.networks)}
+            "iters": settings.iters, "threads": settings.threads, "networks": list(settings.networks),
+            "steps": settings.steps}
 
 
 def bundle_summary(bundle) -> dict:

@@ -16,7 +16,10 @@ def _fmt(value, pattern: str) -> str:
 def row_cells(row: dict, backends: dict) -> list[str]:
     label = f"{row['backend']}/{row['precision']}"
     rss = (backends.get(label) or {}).get("peak_rss_mb")
-    return [label, row["network"], str(row["size"]), str(row["batch"]), _fmt(row["p50_ms"], ".1f"),
+    network = row["network"]
+    if row.get("steps"):  # a diffusion sample: the steps and the time per step
+        network += f" ({row['steps']} steps, {row['p50_ms'] / row['steps']:.1f} ms/step)"
+    return [label, network, str(row["size"]), str(row["batch"]), _fmt(row["p50_ms"], ".1f"),
             _fmt(row["p95_ms"], ".1f"), _fmt(row.get("min_ms"), ".1f"), _fmt(row["throughput_ips"], ".2f"),
             _fmt(row.get("speedup_vs_torch"), ".2f"), _fmt(row.get("speedup_vs_torch_min"), ".2f"),
             _fmt(row.get("gflops_per_s"), ".1f"), _fmt(row["peak_fraction"] and 100 * row["peak_fraction"], ".0f"),

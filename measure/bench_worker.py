@@ -7,7 +7,8 @@ one JSON object on the last line of stdout.
 Per (image size, batch) the photo resized to size x size gives the pipeline values (CLIP-preprocessed
 and padded pixels, repeated to the batch); every network of the bundle's graph is timed on its feeds,
 taken from those values and the outputs of the networks before it on this backend; end to end is
-``Pipeline.restore`` of that many photos untiled (preprocess + encoder + restorer).
+``Pipeline.restore`` of that many photos untiled (preprocess + encoder + restorer; for a diffusion
+bundle the whole sample of ``steps`` steps, and its row records them).
 """
 from __future__ import annotations
 
@@ -60,9 +61,11 @@ def measure_point(backend, size: int, batch: int, job: dict) -> list[dict]:
             latency = time_calls(lambda: backend.run(network, feeds), warmup, iters)  # noqa: B023
             rows.append({"network": network, **latency.to_json()})
     if END_TO_END in wanted:
-        pipeline = Pipeline(backend, tile=0, batch=batch)
+        pipeline = Pipeline(backend, tile=0, batch=batch, steps=job.get("steps") if graph.sampler else None)
         images = [from_array((photo * 255).round().astype(np.uint8))] * batch
-        rows.append({"network": END_TO_END, **time_calls(lambda: pipeline.restore(images), warmup, iters).to_json()})
+        sampled = {"steps": pipeline.sde.steps} if pipeline.sde else {}
+        rows.append({"network": END_TO_END, **sampled,
+                     **time_calls(lambda: pipeline.restore(images), warmup, iters).to_json()})
     return [{"size": size, "batch": batch, **r} for r in rows]
 
 

@@ -27,6 +27,7 @@ def add_parser(sub):
                                       "end_to_end)")
     p.add_argument("--checkpoint", help="checkpoint for torch / torch-compile (default: the bundle's record)")
     p.add_argument("--json", dest="json_out", metavar="OUT", help="write the report as JSON")
+    p.add_argument("--steps", type=int, help="a diffusion bundle's sampling steps end to end (default: its T)")
     p.add_argument("--plot", metavar="OUT.png", help="write a latency-vs-size plot (needs matplotlib: mmfir[plot])")
     p.set_defaults(func=run)
 
@@ -51,8 +52,12 @@ def settings_from(args, bundle):
         raise UsageError(f"--networks: unknown {', '.join(unknown) or '(none)'}; choose from {', '.join(known)}")
     if args.warmup < 1 or args.iters < 1:
         raise UsageError("--warmup and --iters must be at least 1")
+    if args.steps is not None and not bundle.graph.sampler:
+        raise UsageError(f"--steps is for diffusion bundles; {args.bundle} restores in one pass")
+    if args.steps is not None and args.steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {args.steps}")
     return BenchSettings(int_list(args.sizes, "--sizes"), int_list(args.batch, "--batch"), args.warmup,
-                         args.iters, args.threads, networks)
+                         args.iters, args.threads, networks, args.steps)
 
 
 def run(args) -> int:

@@ -231,3 +231,25 @@ def test_served_sample_equals_the_local_one(bundle, photo, tmp_path, start_trito
     for g, w in zip(got, want):
         assert g.restored.shape == w.restored.shape and g.label == w.label
         assert np.linalg.norm(g.restored - w.restored) / np.linalg.norm(w.restored) < 1e-5
+
+
+def test_bench_times_the_whole_sample(bundle, tmp_path, capsys):
+    """`mmfir bench --steps`: the end-to-end row is the whole sample (its steps recorded, the denoiser's
+    FLOPs counted once per step), the denoiser row one call; --steps on a one-pass bundle is refused."""
+    from mmfir.cli.main import main
+
+    out = tmp_path / "bench.json"
+    rc = main(["bench", str(bundle.root), "--backends", "ort-cpu", "--sizes", "32", "--warmup", "1", "--iters", "1",
+               "--steps", "3", "--json", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    rows = {r["network"]: r for r in json.loads(out.read_text())["results"]}
+    assert rows["end_to_end"]["steps"] == 3 and "steps" not in rows[DENOISER]
+    assert rows["end_to_end"]["flops"] == rows[ENCODER]["flops"] + 3 * rows[DENOISER]["flops"]
+    assert "end_to_end (3 steps, " in capsys.readouterr().out
+
+
+def test_bench_steps_need_a_diffusion_bundle(tiny_bundle, capsys):
+    from mmfir.cli.main import main
+
+    assert main(["bench", str(tiny_bundle), "--steps", "3", "--sizes", "32"]) == 2
+    assert "--steps is for diffusion bundles" in capsys.readouterr().err

@@ -17,9 +17,9 @@ from ..errors import ImageError, MmfirError
 from ..image_io import DecodedImage
 from ..pipeline import softmax
 from ..preprocess import ClipPreprocess
-from ..spec import CLIP_IMAGE, IMAGE, LOGITS, PIPELINE_SOURCES, PIXELS, RESTORED, SAMPLED
+from ..spec import CLIP_IMAGE, IMAGE, LOGITS, PIXELS, RESTORED, SAMPLED
 from ..tiling import padded_batch
-from .repo import CLASS, PADDED_RESTORED, PROBS, SIZE
+from .repo import CLASS, PADDED_RESTORED, PROBS, SIZE, context_inputs
 
 
 def _pb():
@@ -166,8 +166,7 @@ class SamplerModel(_Model):
 
         graph = self.bundle.graph
         self.network = self.label = graph.sampler
-        self.contexts = {name: source for name, source in graph.sources(self.network).items()
-                         if source not in PIPELINE_SOURCES}
+        self.contexts = context_inputs(graph)
         self.inputs = (PIXELS, SIZE, *self.contexts)
         threads = int(self.params["threads"]) if self.params.get("threads") else None
         self.backend = create_backend(self.params.get("runtime_backend", "ort-cpu"), self.bundle,

@@ -1,9 +1,9 @@
 """FP32 ONNX -> FP16 ONNX: FP16 weights and compute, numerically fragile ops kept FP32, FP32 graph I/O.
 
-LayerNorm, Softmax and reductions overflow or lose too much in FP16 (reported against TensorRT and
-onnxruntime many times over), so they stay FP32, and so do the ``var + eps`` Add in front of each Sqrt
-and the channel-mean convolutions of the restorer's LayerNorm2d.
-onnxruntime.transformers.float16 inserts the Casts; its output is not topologically sorted on
+LayerNorm, GroupNorm (exported as InstanceNormalization), Softmax and reductions overflow or lose too
+much in FP16 (reported against TensorRT and onnxruntime many times over), so they stay FP32, and so do
+the ``var + eps`` Add in front of each Sqrt and the channel-mean convolutions of the restorer's
+LayerNorm2d. onnxruntime.transformers.float16 inserts the Casts; its output is not topologically sorted on
 dynamo-exported graphs, so the graph is sorted before it is checked and saved.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from mmfir.runtime.errors import ExportError
 
 # Op types that stay FP32 (inputs cast up, outputs cast back down).
 FP32_OPS = (
-    "LayerNormalization", "Softmax", "LogSoftmax",
+    "LayerNormalization", "InstanceNormalization", "GroupNormalization", "Softmax", "LogSoftmax",
     "ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceL2", "ReduceL1", "ReduceLogSumExp", "ReduceProd",
     "GlobalAveragePool", "Pow", "Sqrt", "Exp", "Log",
 )

@@ -83,6 +83,23 @@ def test_exported_unet_matches_daclip(bundle, t):
         assert np.linalg.norm(noise - ref) / np.linalg.norm(ref) < bound, precision
 
 
+def test_fp16_denoiser_keeps_normalisations_and_softmax_fp32(bundle):
+    """Every normalisation and softmax of the FP16 U-Net reads FP32: a Cast up, or another FP32-kept op."""
+    import onnx
+
+    from mmfir.export.fp16 import FP32_OPS
+
+    graph = onnx.load(str(bundle.onnx_path(DENOISER, "fp16"))).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    kept = [n for n in graph.node if n.op_type in ("InstanceNormalization", "LayerNormalization", "Softmax")]
+    assert {n.op_type for n in kept} >= {"InstanceNormalization", "Softmax"}
+    for node in kept:
+        src = producer[node.input[0]]
+        ok = src.op_type in FP32_OPS or (src.op_type == "Cast" and
+                                         next(a.i for a in src.attribute if a.name == "to") == onnx.TensorProto.FLOAT)
+        assert ok, f"{node.op_type} {node.name} reads {src.op_type} {src.name}"
+
+
 def test_bundle_declares_the_denoiser_and_the_sampler(bundle):
     graph = bundle.graph
     assert graph.order == (ENCODER, DENOISER) and graph.sampler == DENOISER and graph.restored == SAMPLED

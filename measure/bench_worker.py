@@ -61,7 +61,7 @@ def measure_point(backend, size: int, batch: int, job: dict) -> list[dict]:
             latency = time_calls(lambda: backend.run(network, feeds), warmup, iters)  # noqa: B023
             rows.append({"network": network, **latency.to_json()})
     if END_TO_END in wanted:
-        pipeline = Pipeline(backend, tile=0, batch=batch, steps=job.get("steps") if graph.sampler else None)
+        pipeline = Pipeline(backend, tile=0, batch=batch, steps=job.get("steps"))
         images = [from_array((photo * 255).round().astype(np.uint8))] * batch
         sampled = {"steps": pipeline.sde.steps} if pipeline.sde else {}
         rows.append({"network": END_TO_END, **sampled,

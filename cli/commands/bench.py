@@ -44,6 +44,8 @@ def int_list(text: str, flag: str) -> list[int]:
 
 def settings_from(args, bundle):
     from mmfir.measure.bench import BenchSettings, measured_networks
+    from mmfir.runtime.pipeline import check_sampling
+    from mmfir.runtime.sde import IRSDE
 
     known = measured_networks(bundle)
     networks = tuple(n.strip() for n in args.networks.split(",") if n.strip()) if args.networks else known
@@ -52,10 +54,9 @@ def settings_from(args, bundle):
         raise UsageError(f"--networks: unknown {', '.join(unknown) or '(none)'}; choose from {', '.join(known)}")
     if args.warmup < 1 or args.iters < 1:
         raise UsageError("--warmup and --iters must be at least 1")
-    if args.steps is not None and not bundle.graph.sampler:
-        raise UsageError(f"--steps is for diffusion bundles; {args.bundle} restores in one pass")
-    if args.steps is not None and args.steps < 1:
-        raise UsageError(f"--steps must be at least 1, got {args.steps}")
+    check_sampling(bundle.graph, steps=args.steps)
+    if bundle.graph.sampler:
+        IRSDE(bundle.sde_settings, args.steps)  # steps outside 1..T: refused before any measurement
     return BenchSettings(int_list(args.sizes, "--sizes"), int_list(args.batch, "--batch"), args.warmup,
                          args.iters, args.threads, networks, args.steps)
 

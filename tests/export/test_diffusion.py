@@ -229,6 +229,16 @@ def test_sampling_options_need_a_diffusion_bundle(tiny_bundle, tmp_path):
     assert not (tmp_path / "repo").exists()
 
 
+def test_serve_repo_refuses_steps_beyond_t(bundle, tmp_path):
+    """A repository whose sampler could not start (steps > T) is refused when written, not when served."""
+    from mmfir.runtime.errors import ConfigError
+    from mmfir.runtime.serving.repo import RepoOptions, write_repository
+
+    with pytest.raises(ConfigError, match="between 1 and the model's T = 100, got 101"):
+        write_repository(bundle, tmp_path / "repo", RepoOptions(steps=101))
+    assert not (tmp_path / "repo").exists()
+
+
 @pytest.mark.triton
 def test_served_sample_equals_the_local_one(bundle, photo, tmp_path, start_triton):
     """`serve-repo` on a diffusion bundle: the denoiser model runs the whole loop; with --steps/--seed a real
@@ -269,4 +279,4 @@ def test_bench_steps_need_a_diffusion_bundle(tiny_bundle, capsys):
     from mmfir.cli.main import main
 
     assert main(["bench", str(tiny_bundle), "--steps", "3", "--sizes", "32"]) == 2
-    assert "--steps is for diffusion bundles" in capsys.readouterr().err
+    assert "--steps and --seed apply to diffusion restorers" in capsys.readouterr().err

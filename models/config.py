@@ -193,7 +193,7 @@ def validate(cfg: ModelConfig) -> ModelConfig:
         ("encoder.text.layers", t.layers >= 1),
         ("encoder.class_names", len(e.class_names) >= 2 and len(set(e.class_names)) == len(e.class_names)),
         ("encoder.prompt_template", "{}" in e.prompt_template),
-        ("encoder.preprocess", e.preprocess in ("resize", "crop")),
+        ("encoder.preprocess", e.preprocess in ("resize", "crop", "texture")),
         ("encoder.mean", len(e.mean) == 3),
         ("encoder.std", len(e.std) == 3 and all(s > 0 for s in e.std)),
         ("encoder.fixed_logit_scale", e.fixed_logit_scale >= 0),

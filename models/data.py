@@ -31,13 +31,7 @@ class PhotoSampler:
                  margin: int = 16, min_strength: float = 0.1, class_weights: dict[str, float] | None = None):
         photos = photos or TRAIN_PHOTOS
         self.class_names = list(class_names)
-        # classes with no synthetic degradation here (e.g. DA-CLIP's "snowy") are never sampled
-        weights = np.array([(class_weights or {}).get(n, 1.0) if n in ALL_CLASSES else 0.0
-                            for n in self.class_names], dtype=np.float64)
-        if weights.sum() <= 0:
-            raise ConfigError(f"none of the classes {self.class_names} has a synthetic degradation "
-                             f"(known: {', '.join(ALL_CLASSES)})")
-        self.class_probs = weights / weights.sum()
+        self.set_class_weights(class_weights)
         self.crop, self.margin, self.min_strength = crop, margin, min_strength
         self.rng = np.random.default_rng(seed)
         self.captions = sorted(set(photos.values()))
@@ -46,6 +40,16 @@ class PhotoSampler:
             for img in _pyramid(load_photo(name), crop + margin):
                 self.images.append(img)
                 self.caption_ids.append(self.captions.index(caption))
+
+    def set_class_weights(self, class_weights: dict[str, float] | None) -> None:
+        """Sampling weight per class name (default 1 each); classes without a synthetic degradation here
+        (e.g. DA-CLIP's "snowy") are never sampled."""
+        weights = np.array([(class_weights or {}).get(n, 1.0) if n in ALL_CLASSES else 0.0
+                            for n in self.class_names], dtype=np.float64)
+        if weights.sum() <= 0:
+            raise ConfigError(f"none of the classes {self.class_names} has a synthetic degradation "
+                             f"(known: {', '.join(ALL_CLASSES)}) or a weight above 0")
+        self.class_probs = weights / weights.sum()
 
     def sample(self) -> tuple[np.ndarray, np.ndarray, int, int]:
         rng, big = self.rng, self.crop + self.margin

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmfir.runtime.errors import UsageError
+from mmfir.runtime.preprocess import TEXTURE_RANK
 from mmfir.runtime.spec import MMF, RESTORED
 
 from .config import ModelConfig
@@ -38,6 +39,8 @@ class MMFIR(nn.Module):
         ``resize``: shorter side to image_size (bicubic, antialiased), centre crop (close to, not bit-equal
         with, open_clip's PIL resize that the runtime uses).
         ``crop``: centre crop at native resolution (reflect-padded when smaller).
+        ``texture``: the window at native resolution that ``runtime.preprocess.texture_window`` picks (the
+        detail rank of each image's own windows), per image of the batch.
         The runtime's numpy/PIL preprocessing is the reference at inference time.
         """
         s = self.cfg.encoder.vision.image_size
@@ -51,8 +54,12 @@ class MMFIR(nn.Module):
             if ph or pw:
                 image = F.pad(image, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode="reflect")
         h, w = image.shape[-2:]
-        top, left = (h - s) // 2, (w - s) // 2
-        image = image[..., top:top + s, left:left + s]
+        if self.cfg.encoder.preprocess == "texture":
+            boxes = texture_windows(image, s)
+            image = torch.stack([im[:, t:t + s, l:l + s] for im, (t, l) in zip(image, boxes)])
+        else:
+            top, left = (h - s) // 2, (w - s) // 2
+            image = image[..., top:top + s, left:left + s]
         return (image - self.clip_mean) / self.clip_std
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -62,6 +69,19 @@ class MMFIR(nn.Module):
         feats = self.encoder(self.clip_input(image))
         feats[RESTORED] = self.restorer.pad_forward(image, feats[MMF])
         return feats
+
+
+def texture_windows(image: torch.Tensor, size: int) -> list[tuple[int, int]]:
+    """(top, left) per image of an [N, 3, H, W] batch: torch twin of ``runtime.preprocess.texture_window``."""
+    grey = image.double().mean(1, keepdim=True)
+    energy = torch.zeros_like(grey)
+    energy[..., :, 1:] += (grey[..., :, 1:] - grey[..., :, :-1]).abs()
+    energy[..., 1:, :] += (grey[..., 1:, :] - grey[..., :-1, :]).abs()
+    stride = max(1, size // 2)
+    means = F.avg_pool2d(energy, size, stride).flatten(1)  # windows at 0, stride, ... <= H - size
+    cols = (image.shape[-1] - size) // stride + 1
+    pick = torch.argsort(means, dim=1, stable=True)[:, int(means.shape[1] * TEXTURE_RANK)]
+    return [(int(k) // cols * stride, int(k) % cols * stride) for k in pick]
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -6,6 +6,15 @@
   PIL's float mode (no 8-bit rounding; clipped to [0, 1] like PIL's 8-bit resize).
 - ``crop``: centre crop of ``image_size`` at native resolution, reflect-padded when smaller,
   equal to ``MMFIR.clip_input`` of the torch model.
+- ``texture``: like ``crop``, but the window is chosen by its detail (``texture_window``): of the
+  windows on a half-window grid, the one at the 75th percentile of mean gradient energy. A centre crop
+  of a photo is often flat sky or a smooth surface, where blur, JPEG and clean look alike; the most
+  detailed window is often the nearest, least hazy part. Measured on the shipped encoder (trained on
+  random windows), 72 held-out cases: centre 84.7 % accuracy, most detailed window 77.8 %, this window
+  94.4 %, logits averaged over all windows 88.9 %; a tiny model trained with it (the shipped recipe
+  plus a 15-minute stage 3) reached 97 %. Not the shipped default: its remaining misses are rocket's
+  blur read as low light (the window lands on the dark launch structure), which the restorer then
+  brightens (-21 dB on those cases), so the mean gain fell (+5.43 vs +5.92 dB).
 """
 from __future__ import annotations
 
@@ -17,7 +26,8 @@ from PIL import Image
 from .errors import BundleError
 from .image_io import DecodedImage
 
-MODES = ("resize", "crop")
+MODES = ("resize", "crop", "texture")
+TEXTURE_RANK = 0.75  # which window of the detail ranking (0: flattest)
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,10 @@ class ClipPreprocess:
         elif self.mode == "crop":
             # crop the stored pixels first, then scale: no float copy of the whole image
             x = center_crop_or_pad(image.pixels, self.image_size).astype(np.float32) / np.float32(image.max_value)
+        elif self.mode == "texture":
+            padded, s = pad_to(image.pixels, self.image_size), self.image_size
+            top, left = texture_window(padded, s)  # chosen on the stored pixels: no float copy of the image
+            x = padded[top:top + s, left:left + s].astype(np.float32) / np.float32(image.max_value)
         else:
             raise BundleError(f"unknown preprocess mode {self.mode!r} in the bundle; this mmfir knows "
                               f"{', '.join(MODES)}: re-export the bundle with this version")
@@ -75,15 +89,52 @@ def resize_center_crop(image: DecodedImage, size: int) -> np.ndarray:
     return resized[top:top + size, left:left + size]
 
 
-def center_crop_or_pad(image: np.ndarray, size: int) -> np.ndarray:
-    """H x W x C: reflect-pad to at least size (split like MMFIR.clip_input), crop the centre."""
+def pad_to(image: np.ndarray, size: int) -> np.ndarray:
+    """H x W x C reflect-padded to at least size x size (split like MMFIR.clip_input)."""
     h, w = image.shape[:2]
     ph, pw = max(0, size - h), max(0, size - w)
     if ph or pw:
         image = np.pad(image, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)), mode="reflect")
+    return image
+
+
+def center_crop_or_pad(image: np.ndarray, size: int) -> np.ndarray:
+    """H x W x C: reflect-pad to at least size (split like MMFIR.clip_input), crop the centre."""
+    image = pad_to(image, size)
     h, w = image.shape[:2]
     top, left = (h - size) // 2, (w - size) // 2
     return image[top:top + size, left:left + size]
+
+
+def texture_window(image: np.ndarray, size: int, rank: float = TEXTURE_RANK) -> tuple[int, int]:
+    """(top, left) of the size x size window of an H x W x 3 image (H, W >= size) with detail rank ``rank``.
+
+    Detail = sum over the window of |horizontal| + |vertical| differences of the channel sum (a pixel's
+    differences to its left and upper neighbours). Integer pixels are summed exactly (int32 per pixel, int64
+    per window), floats in float64; windows start at 0, size // 2, ... up to H - size (and W - size); ties keep grid order (row by
+    row). The ranking is that of ``MMFIR.clip_input``'s channel-mean version (a constant factor apart).
+    """
+    exact = image.dtype.kind in "ui"
+    grey = image.sum(axis=2, dtype=np.int32 if exact else np.float64)  # 3 x 65535 fits easily
+    energy = np.zeros_like(grey)
+    energy[:, 1:] += np.abs(np.diff(grey, axis=1))
+    energy[1:, :] += np.abs(np.diff(grey, axis=0))
+    stride = max(1, size // 2)
+    rows, cols = (grey.shape[0] - size) // stride + 1, (grey.shape[1] - size) // stride + 1
+    acc = np.int64 if exact else np.float64
+    if size == 2 * stride:  # each window is 2 x 2 cells of stride x stride pixels
+        cells = energy[:(rows + 1) * stride, :(cols + 1) * stride].reshape(rows + 1, stride, cols + 1, stride)
+        cells = cells.sum(axis=(1, 3), dtype=acc)
+        sums = cells[:-1, :-1] + cells[1:, :-1] + cells[:-1, 1:] + cells[1:, 1:]
+    else:  # odd size: a summed-area table
+        box = np.zeros((grey.shape[0] + 1, grey.shape[1] + 1), acc)
+        np.cumsum(energy, axis=0, dtype=acc, out=box[1:, 1:])
+        np.cumsum(box[1:, 1:], axis=1, out=box[1:, 1:])
+        t, l = np.arange(rows)[:, None] * stride, np.arange(cols)[None] * stride
+        sums = box[t + size, l + size] - box[t, l + size] - box[t + size, l] + box[t, l]
+    order = np.argsort(sums.ravel(), kind="stable")
+    k = int(order[int(len(order) * rank)])
+    return k // cols * stride, k % cols * stride
 
 
 def normalize(image: np.ndarray, mean, std) -> np.ndarray:

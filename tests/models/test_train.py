@@ -116,3 +116,29 @@ def test_sampler_skips_classes_without_a_synthetic_degradation():
     assert not sampled & {"raindrop", "shadowed", "snowy", "uncompleted"}
     with pytest.raises(ConfigError, match="has a synthetic degradation"):
         PhotoSampler(["snowy", "shadowed"], crop=32, photos={"astronaut": "an astronaut"})
+
+
+def test_stage3_trains_the_restorer_with_its_own_class_weights(tmp_path):
+    """--stage3-steps adds a restorer stage that samples by --stage3-weights; the checkpoint says stage 3."""
+    import torch
+
+    from mmfir.models import load_checkpoint
+    from mmfir.models.train import Trainer
+    from mmfir.runtime.errors import MmfirError
+
+    only_blur = "clean=0,noisy=0,jpeg-compressed=0,low-light=0,hazy=0,rainy=0,blurry=1"
+    out = tmp_path / "s3.safetensors"
+    trainer = Trainer(make_args(out, "--stage1-steps", "1", "--stage2-steps", "1", "--stage3-steps", "2",
+                                "--stage3-weights", only_blur))
+    trainer.run()
+    names = trainer.model.cfg.encoder.class_names
+    assert trainer.sampler.class_probs[names.index("blurry")] == 1.0
+    assert [h["stage"] for h in trainer.history if "loss" in h] == [1, 2, 3, 3]
+    assert not any(p.requires_grad for p in trainer.model.encoder.parameters())
+    model, meta = load_checkpoint(out)
+    assert json.loads(meta["stage"]) == 3 and json.loads(meta["step"]) == 2
+    ema = trainer.ema.restorer.state_dict()
+    assert all(torch.equal(v.half().float(), v2.float()) for v, v2 in
+               zip(ema.values(), model.restorer.state_dict().values()))  # saved: stage 3's EMA
+    with pytest.raises(MmfirError, match="--stage3-weights: unknown class fog"):
+        Trainer(make_args(tmp_path / "x.safetensors", "--stage3-steps", "1", "--stage3-weights", "fog=1"))

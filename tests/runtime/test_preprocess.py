@@ -1,13 +1,15 @@
 """CLIP preprocessing in numpy/PIL vs open_clip's own transform and MMFIR.clip_input."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from PIL import Image
 
 from support import requires_torch
 from mmfir.runtime.image_io import from_array
-from mmfir.runtime.preprocess import ClipPreprocess, center_crop_or_pad
+from mmfir.runtime.preprocess import ClipPreprocess, center_crop_or_pad, texture_window
 
 MEAN = (0.48145466, 0.4578275, 0.40821073)
 STD = (0.26862954, 0.26130258, 0.27577711)
@@ -37,23 +39,42 @@ def test_resize_mode_equals_open_clip(photos8, size):
 
 
 @requires_torch
-def test_crop_mode_equals_mmfir_clip_input(tiny_model, photos8):
+@pytest.mark.parametrize("mode", ["crop", "texture"])
+def test_native_modes_equal_mmfir_clip_input(mode, photos8):
+    """The runtime's crop and texture windows are the torch model's, on odd sizes and a too-small image."""
     import torch
+    from mmfir.models import build_model
+    from mmfir.models.config import load_config
 
-    cfg = tiny_model.cfg.encoder
-    assert cfg.preprocess == "crop"
-    ours = ClipPreprocess(cfg.vision.image_size, "crop", cfg.mean, cfg.std)
-    small = photos8[0][:97, :61]  # smaller than image_size: reflect-padded on both axes
-    for img in photos8 + [small]:
+    cfg = load_config("tiny")
+    model = build_model(replace(cfg, encoder=replace(cfg.encoder, preprocess=mode)), seed=0)
+    enc = model.cfg.encoder
+    ours = ClipPreprocess(enc.vision.image_size, mode, enc.mean, enc.std)
+    small = photos8[0][:97, :61]  # smaller than image_size on one axis after padding: reflect-padded
+    for img in photos8 + [small, photos8[1][:50, :40]]:
         x = from_array(np.ascontiguousarray(img))
-        ref = tiny_model.clip_input(torch.from_numpy(np.moveaxis(x.to_float(), 2, 0))[None])[0].numpy()
+        ref = model.clip_input(torch.from_numpy(np.moveaxis(x.to_float(), 2, 0))[None])[0].numpy()
         assert np.max(np.abs(ours(x) - ref)) <= 1e-6, img.shape
+
+
+def test_texture_window_ranks_windows_by_detail():
+    """A flat image with one detailed block and one more detailed block: rank 0 is flat, the top rank the
+    busiest block, 0.75 of the ranking the detailed block; ties keep grid order."""
+    rng = np.random.default_rng(0)
+    img = np.full((128, 192, 3), 0.5, np.float32)
+    img[64:128, 0:64] += rng.normal(0, 0.05, (64, 64, 3)).astype(np.float32)  # detailed
+    img[0:64, 128:192] += rng.normal(0, 0.2, (64, 64, 3)).astype(np.float32)  # most detailed
+    assert texture_window(img, 64, rank=0.0) == (0, 0)
+    assert texture_window(img, 64, rank=0.99) == (0, 128)
+    assert texture_window(np.full((128, 128, 3), 0.3, np.float32), 64) == (64, 0)  # ties: grid order, 4 windows
+    # 15 windows: above rank 0.75 lie the three that hold half or all of the busiest block
+    assert texture_window(img, 64) == (64, 0)
 
 
 def test_16bit_input_matches_8bit_closely(photos8):
     img8 = np.ascontiguousarray(photos8[1])
     img16 = img8.astype(np.uint16) * 257
-    for mode in ("resize", "crop"):
+    for mode in ("resize", "crop", "texture"):
         pre = ClipPreprocess(224, mode, MEAN, STD)
         diff = np.abs(pre(from_array(img8)) - pre(from_array(img16)))
         # 'resize' on 8 bits rounds after each of PIL's two passes (like open_clip); 16-bit does not

@@ -51,10 +51,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def check_sampling(graph, steps=None, seed=None, noise=None) -> None:
-    """Sampling options only where the graph samples (a one-line error before any work otherwise)."""
-    if graph.sampler is None and (steps, seed, noise) != (None, None, None):
-        raise UsageError("--steps and --seed apply to diffusion restorers; this bundle's restorer runs once per image")
+def check_sampling(bundle, steps=None, seed=None, noise=None) -> IRSDE | None:
+    """The bundle's sampler for these options, None where its restorer runs once per image. A one-line error
+    before any work when sampling options reach a bundle that does not sample, or steps are outside 1..T."""
+    if bundle.graph.sampler is None:
+        if (steps, seed, noise) != (None, None, None):
+            raise UsageError("--steps and --seed apply to diffusion restorers; this bundle's restorer runs once "
+                             "per image")
+        return None
+    return IRSDE(bundle.sde_settings, steps)
 
 
 class Pipeline:
@@ -63,8 +68,7 @@ class Pipeline:
                  noise: NoiseSource | None = None, on_step=None):
         self.backend = backend
         self.graph = backend.bundle.graph
-        self.sde = IRSDE(backend.bundle.sde_settings, steps) if self.graph.sampler else None
-        check_sampling(self.graph, steps, seed, noise)
+        self.sde = check_sampling(backend.bundle, steps, seed, noise)
         self.seed, self.noise, self.on_step = seed, noise, on_step
         self.class_names = backend.bundle.class_names
         self.preprocess = ClipPreprocess.from_bundle(backend.bundle)

@@ -45,7 +45,6 @@ def int_list(text: str, flag: str) -> list[int]:
 def settings_from(args, bundle):
     from mmfir.measure.bench import BenchSettings, measured_networks
     from mmfir.runtime.pipeline import check_sampling
-    from mmfir.runtime.sde import IRSDE
 
     known = measured_networks(bundle)
     networks = tuple(n.strip() for n in args.networks.split(",") if n.strip()) if args.networks else known
@@ -54,9 +53,7 @@ def settings_from(args, bundle):
         raise UsageError(f"--networks: unknown {', '.join(unknown) or '(none)'}; choose from {', '.join(known)}")
     if args.warmup < 1 or args.iters < 1:
         raise UsageError("--warmup and --iters must be at least 1")
-    check_sampling(bundle.graph, steps=args.steps)
-    if bundle.graph.sampler:
-        IRSDE(bundle.sde_settings, args.steps)  # steps outside 1..T: refused before any measurement
+    check_sampling(bundle, steps=args.steps)  # before any measurement
     return BenchSettings(int_list(args.sizes, "--sizes"), int_list(args.batch, "--batch"), args.warmup,
                          args.iters, args.threads, networks, args.steps)
 

@@ -130,7 +130,7 @@ def make_pipeline(args):
     check_tiling(args.tile, args.overlap, 1)  # what no network could run, before any export or measurement
     bundle = open_bundle(args.bundle)
     check_tiling(args.tile, args.overlap, bundle.graph.multiple)  # before auto spends time measuring
-    check_sampling(bundle.graph, args.steps, args.seed)
+    check_sampling(bundle, args.steps, args.seed)
     options = {"checkpoint": args.checkpoint} if args.checkpoint else {}
     return Pipeline(make_backend(bundle, args, **options), tile=args.tile, overlap=args.overlap, batch=args.batch,
                     steps=args.steps, seed=args.seed, on_step=sampling_progress if bundle.graph.sampler else None)

@@ -30,7 +30,6 @@ from ..bundle import MANIFEST, Bundle
 from ..errors import BundleError, UsageError
 from ..files import make_staging_dir, replace_dir, write_text_atomic
 from ..pipeline import check_sampling
-from ..sde import IRSDE
 from ..spec import (CLIP_IMAGE, IMAGE, LOGITS, PIPELINE_SOURCES, PIXELS, RESTORED, SAMPLED, Graph, NetworkSpec,
                     Precision, TensorSpec)
 from .pbtxt import Enum, render
@@ -326,9 +325,7 @@ def write_repository(bundle: Bundle | str | Path, out: str | Path, options: Repo
         raise UsageError(f"{out} exists and is not empty; pass --force to replace it")
     if options.precision not in bundle.precisions():
         raise BundleError(f"bundle {bundle.root} has no {options.precision.value} graphs; choose another --precision")
-    check_sampling(bundle.graph, options.steps, options.seed)
-    if bundle.graph.sampler:
-        IRSDE(bundle.sde_settings, options.steps)  # refuses steps outside 1..T now, not when Triton loads it
+    check_sampling(bundle, options.steps, options.seed)  # steps outside 1..T: now, not when Triton loads it
     staging = make_staging_dir(out)
     try:
         notes = [n for name, cfg in model_configs(bundle, options).items()

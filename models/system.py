@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmfir.runtime.errors import UsageError
-from mmfir.runtime.preprocess import TEXTURE_RANK
+from mmfir.runtime.preprocess import texture_window
 from mmfir.runtime.spec import MMF, RESTORED
 
 from .config import ModelConfig
@@ -40,7 +40,7 @@ class MMFIR(nn.Module):
         with, open_clip's PIL resize that the runtime uses).
         ``crop``: centre crop at native resolution (reflect-padded when smaller).
         ``texture``: the window at native resolution that ``runtime.preprocess.texture_window`` picks (the
-        detail rank of each image's own windows), per image of the batch.
+        detail rank of each image's own windows), per image of the batch, by that same function.
         The runtime's numpy/PIL preprocessing is the reference at inference time.
         """
         s = self.cfg.encoder.vision.image_size
@@ -72,16 +72,10 @@ class MMFIR(nn.Module):
 
 
 def texture_windows(image: torch.Tensor, size: int) -> list[tuple[int, int]]:
-    """(top, left) per image of an [N, 3, H, W] batch: torch twin of ``runtime.preprocess.texture_window``."""
-    grey = image.double().mean(1, keepdim=True)
-    energy = torch.zeros_like(grey)
-    energy[..., :, 1:] += (grey[..., :, 1:] - grey[..., :, :-1]).abs()
-    energy[..., 1:, :] += (grey[..., 1:, :] - grey[..., :-1, :]).abs()
-    stride = max(1, size // 2)
-    means = F.avg_pool2d(energy, size, stride).flatten(1)  # windows at 0, stride, ... <= H - size
-    cols = (image.shape[-1] - size) // stride + 1
-    pick = torch.argsort(means, dim=1, stable=True)[:, int(means.shape[1] * TEXTURE_RANK)]
-    return [(int(k) // cols * stride, int(k) % cols * stride) for k in pick]
+    """(top, left) per image of an [N, 3, H, W] batch: the runtime's own ``texture_window`` on each image (a
+    choice of window, no gradient; a few milliseconds for a training batch)."""
+    pixels = image.detach().float().cpu().permute(0, 2, 3, 1).numpy()
+    return [texture_window(im, size) for im in pixels]
 
 
 def count_parameters(module: nn.Module) -> int:

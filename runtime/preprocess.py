@@ -112,8 +112,7 @@ def texture_window(image: np.ndarray, size: int, rank: float = TEXTURE_RANK) -> 
     Detail = sum over the window of |horizontal| + |vertical| differences of the channel sum (a pixel's
     differences to its left and upper neighbours). Integer pixels are summed exactly (int32 per pixel,
     int64 per window), floats in float64. Windows start at 0, size // 2, ... up to H - size (and W - size);
-    ties keep grid order (row by row). The ranking is that of ``MMFIR.clip_input``'s channel-mean version
-    (a constant factor apart).
+    ties keep grid order (row by row). Training's ``MMFIR.clip_input`` calls this function too.
     """
     exact = image.dtype.kind in "ui"
     grey = image.sum(axis=2, dtype=np.int32 if exact else np.float64)  # 3 x 65535 fits easily

@@ -10,6 +10,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from mmfir.runtime.errors import ConfigError
 from mmfir.runtime.sde import SDESettings
+from mmfir.runtime.spec import restorer_multiple
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 
@@ -59,6 +60,7 @@ class EncoderConfig:
 
 CONDITIONING = ("pixel-attention", "modulation")
 UPSAMPLING = ("pixelshuffle", "bilinear")
+STEMS = ("conv", "space-to-depth")
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,11 @@ class RestorerConfig:
       It makes a tile's output depend on the whole tile, so tiles and the whole image differ.
     - ``upsample``: ``"pixelshuffle"`` (1x1 conv to 2C, PixelShuffle) or ``"bilinear"`` (1x1 conv to C/2
       at the low resolution, then bilinear x2: smooth, no 2x2 cell structure).
+    - ``stem``: ``"conv"`` (a 3x3 convolution at full resolution; the first level runs at full resolution)
+      or ``"space-to-depth"`` (each 2x2 cell of pixels becomes 12 channels, a 3x3 convolution maps them to
+      ``width``; every level runs at half resolution or less, and the end maps back to 12 channels and
+      rearranges them into full-resolution pixels). The rearrangement is lossless; the restored image is
+      still ``image + residual`` at full resolution.
     """
 
     width: int = 32
@@ -87,6 +94,12 @@ class RestorerConfig:
     conditioning: str = "pixel-attention"
     channel_attention: bool = True
     upsample: str = "pixelshuffle"
+    stem: str = "conv"
+
+    @property
+    def multiple(self) -> int:
+        """H and W must be divisible by this (the runtime's rule, which reads the bundle's config)."""
+        return restorer_multiple(dataclasses.asdict(self))
 
 
 @dataclass(frozen=True)
@@ -139,7 +152,7 @@ class ModelConfig:
 
     @property
     def multiple(self) -> int:
-        return self.diffusion.unet.multiple if self.diffusion else 2 ** len(self.restorer.enc_blocks)
+        return self.diffusion.unet.multiple if self.diffusion else self.restorer.multiple
 
     @property
     def num_tokens(self) -> int:
@@ -205,6 +218,7 @@ def validate(cfg: ModelConfig) -> ModelConfig:
         ("restorer.ffn_expand", r.ffn_expand >= 1),
         ("restorer.conditioning", r.conditioning in CONDITIONING),
         ("restorer.upsample", r.upsample in UPSAMPLING),
+        ("restorer.stem", r.stem in STEMS),
     ]
     if cfg.diffusion is not None:
         u = cfg.diffusion.unet

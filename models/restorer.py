@@ -19,6 +19,13 @@ at the low resolution followed by bilinear x2, which has no 2x2 cell structure. 
 channel attention pools each block's whole input, so a tile sees other statistics than the whole
 image; ``channel_attention=False`` drops it (global context comes from the tokens instead).
 
+``stem="space-to-depth"`` rearranges each 2x2 cell of pixels into 12 channels before the first
+convolution (and back after the last), so no level runs at full resolution. At width 16 the full-resolution
+level's LayerNorms and residual additions were memory-bound element-wise passes, about 40 % of OpenVINO's
+time on the tiny restorer; ``tiny-s2d`` (width 32 at half resolution, three levels) runs 1.70x faster on
+OpenVINO at 512² (AVX2 AMD EPYC, random weights, README "Speed"). Its one training run restored worse than
+the shipped ``tiny`` (with other changes in the same run), so ``tiny`` keeps the full-resolution stem.
+
 The output is a residual added to the input. H and W must be divisible by ``2 ** len(enc_blocks)``;
 the runtime pads.
 """
@@ -256,10 +263,13 @@ class Restorer(nn.Module):
         super().__init__()
         self.cfg = cfg
         levels = len(cfg.enc_blocks)
-        self.multiple = 2 ** levels
+        self.multiple = cfg.multiple
         attend = [lvl >= levels - cfg.attn_levels for lvl in range(levels)]
-        self.intro = nn.Conv2d(3, cfg.width, 3, padding=1)
-        self.ending = nn.Conv2d(cfg.width, 3, 3, padding=1)
+        cells = 4 if cfg.stem == "space-to-depth" else 1  # pixels per stem cell
+        self.to_cells = nn.PixelUnshuffle(2) if cells > 1 else nn.Identity()
+        self.from_cells = nn.PixelShuffle(2) if cells > 1 else nn.Identity()
+        self.intro = nn.Conv2d(3 * cells, cfg.width, 3, padding=1)
+        self.ending = nn.Conv2d(cfg.width, 3 * cells, 3, padding=1)
         self.encoders, self.downs, self.ups, self.decoders = (nn.ModuleList() for _ in range(4))
         c = cfg.width
         for lvl, n in enumerate(cfg.enc_blocks):
@@ -273,7 +283,7 @@ class Restorer(nn.Module):
             self.decoders.append(Stage(c, n, cfg, token_dim, attend[lvl]))
 
     def forward(self, image: torch.Tensor, mmf: torch.Tensor) -> torch.Tensor:
-        x = self.intro(image)
+        x = self.intro(self.to_cells(image))
         skips = []
         for stage, down in zip(self.encoders, self.downs):
             x = stage(x, mmf)
@@ -282,7 +292,7 @@ class Restorer(nn.Module):
         x = self.middle(x, mmf)
         for up, stage, skip in zip(self.ups, self.decoders, reversed(skips)):
             x = stage(up(x) + skip, mmf)
-        return image + self.ending(x)
+        return image + self.from_cells(self.ending(x))
 
     def pad_forward(self, image: torch.Tensor, mmf: torch.Tensor) -> torch.Tensor:
         """Forward on any H, W: reflect-pad to the multiple, crop back."""

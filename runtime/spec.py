@@ -366,4 +366,10 @@ def network_specs(config: dict) -> dict[str, NetworkSpec]:
     if config.get("diffusion"):
         unet = config["diffusion"]["unet"]
         return {ENCODER: encoder, DENOISER: denoiser_spec(unet["context_dim"], 2 ** len(unet["ch_mult"]))}
-    return {ENCODER: encoder, RESTORER: restorer_spec(embed_dim, num_tokens, 2 ** len(config["restorer"]["enc_blocks"]))}
+    return {ENCODER: encoder, RESTORER: restorer_spec(embed_dim, num_tokens, restorer_multiple(config["restorer"]))}
+
+
+def restorer_multiple(restorer: dict) -> int:
+    """H and W of the NAFNet restorer must be divisible by this: one factor 2 per U-Net level, and one more
+    for a space-to-depth stem (which runs the first level at half resolution)."""
+    return 2 ** (len(restorer["enc_blocks"]) + (restorer.get("stem", "conv") == "space-to-depth"))

@@ -61,18 +61,23 @@ def test_specs_follow_config():
 
 
 def test_configs_without_the_conditioning_keys_build_the_first_architecture():
-    """Checkpoints saved before `conditioning`, `channel_attention` and `upsample` existed keep their layout."""
+    """Checkpoints saved before `conditioning`, `channel_attention`, `upsample` and `stem` existed keep their layout."""
     from mmfir.models.restorer import CrossAttention, Restorer, TokenModulation
 
     data = load_config("tiny").to_dict()
-    for key in ("conditioning", "channel_attention", "upsample"):
+    for key in ("conditioning", "channel_attention", "upsample", "stem"):
         del data["restorer"][key]
     old = Restorer(config_from_dict(data).restorer, 64)
     new = Restorer(load_config("tiny").restorer, 64)
     kinds = lambda m: {type(x).__name__ for x in m.modules()}  # noqa: E731
-    assert {"CrossAttention", "PixelShuffle", "AdaptiveAvgPool2d"} <= kinds(old) and "TokenModulation" not in kinds(old)
+    assert {"CrossAttention", "PixelShuffle", "AdaptiveAvgPool2d"} <= kinds(old)
+    assert not {"TokenModulation", "PixelUnshuffle"} & kinds(old)
     assert {"TokenModulation", "Upsample"} <= kinds(new)
-    assert not {"CrossAttention", "PixelShuffle", "AdaptiveAvgPool2d"} & kinds(new)
+    assert not {"CrossAttention", "PixelShuffle", "AdaptiveAvgPool2d", "PixelUnshuffle"} & kinds(new)
+    data["restorer"]["stem"] = "space-to-depth"
+    cells = Restorer(config_from_dict(data).restorer, 64)
+    assert {"PixelUnshuffle", "PixelShuffle"} <= kinds(cells)
+    assert (new.multiple, cells.multiple) == (16, 32)  # the stem halves the resolution once more
     assert CrossAttention and TokenModulation  # both stay importable: old checkpoints need the first
 
 

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -131,6 +133,7 @@ def test_token_modulation_is_one_scale_and_shift_per_channel():
 @pytest.mark.parametrize("config", [
     {},  # the first architecture: channel attention, pixel cross-attention, PixelShuffle
     {"conditioning": "modulation", "channel_attention": False, "upsample": "bilinear"},
+    {"conditioning": "modulation", "channel_attention": False, "upsample": "bilinear", "stem": "space-to-depth"},
 ])
 def test_inference_form_is_the_same_function(config):
     """The exported form (LayerNorm affines, beta and gamma folded, SimpleGate's split as two convolutions)
@@ -154,3 +157,28 @@ def test_inference_form_is_the_same_function(config):
         want, got = restorer(image, tokens), fused(image, tokens)
     assert want.abs().max() > 1.0  # the blocks do something
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-4), (got - want).abs().max()
+
+
+@pytest.mark.parametrize("stem", ["conv", "space-to-depth"])
+def test_the_declared_multiple_is_what_the_network_needs(stem):
+    """The runtime pads to ``restorer_multiple`` (read from the bundle's config): sizes of that multiple run,
+    sizes of half of it do not, so the runtime neither under-pads nor pads more than it must."""
+    from mmfir.models.config import RestorerConfig
+    from mmfir.models.restorer import Restorer
+    from mmfir.runtime.spec import network_specs
+
+    cfg = RestorerConfig(width=8, enc_blocks=[1, 1], middle_blocks=1, dec_blocks=[1, 1], attn_heads=2,
+                         conditioning="modulation", channel_attention=False, upsample="bilinear", stem=stem)
+    restorer = Restorer(cfg, token_dim=16).eval()
+    m = cfg.multiple
+    assert m == (8 if stem == "space-to-depth" else 4)
+    config = {"encoder": {"embed_dim": 16, "vision": {"image_size": 32}, "class_names": ["a"]},
+              "restorer": dataclasses.asdict(cfg)}
+    assert network_specs(config)["restorer"].multiple == m  # the torch-free runtime agrees
+    tokens = torch.randn(1, 3, 16)
+    with torch.no_grad():
+        assert restorer(torch.rand(1, 3, 3 * m, 2 * m), tokens).shape == (1, 3, 3 * m, 2 * m)
+        with pytest.raises(RuntimeError):
+            restorer(torch.rand(1, 3, 3 * m + m // 2, 2 * m), tokens)
+        odd = restorer.pad_forward(torch.rand(1, 3, 3 * m + 1, 2 * m + 3), tokens)
+    assert odd.shape == (1, 3, 3 * m + 1, 2 * m + 3)

@@ -142,3 +142,19 @@ def test_stage3_trains_the_restorer_with_its_own_class_weights(tmp_path):
                zip(ema.values(), model.restorer.state_dict().values()))  # saved: stage 3's EMA
     with pytest.raises(MmfirError, match="--stage3-weights: unknown class fog"):
         Trainer(make_args(tmp_path / "x.safetensors", "--stage3-steps", "1", "--stage3-weights", "fog=1"))
+
+
+def test_wrong_tokens_swap_a_fraction_of_the_rows():
+    import torch
+
+    from mmfir.models.train import swap_tokens
+
+    torch.manual_seed(0)
+    mmf = torch.randn(400, 3, 8)
+    assert swap_tokens(mmf, 0.0) is mmf
+    assert torch.equal(swap_tokens(mmf, 1.0), mmf.roll(1, dims=0))
+    out = swap_tokens(mmf, 0.25)
+    kept = (out == mmf).flatten(1).all(1)
+    swapped = (out == mmf.roll(1, dims=0)).flatten(1).all(1)
+    assert torch.all(kept ^ swapped)  # each row is its own or the next one's, whole
+    assert 0.15 < swapped.float().mean() < 0.35

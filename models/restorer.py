@@ -26,8 +26,8 @@ time on the tiny restorer; ``tiny-s2d`` (width 32 at half resolution, three leve
 OpenVINO at 512² (AVX2 AMD EPYC, random weights, README "Speed"). Its one training run restored worse than
 the shipped ``tiny`` (with other changes in the same run), so ``tiny`` keeps the full-resolution stem.
 
-The output is a residual added to the input. H and W must be divisible by ``2 ** len(enc_blocks)``;
-the runtime pads.
+The output is a residual added to the input. H and W must be divisible by ``cfg.multiple`` (2 per
+level, once more with the space-to-depth stem); the runtime pads.
 """
 from __future__ import annotations
 

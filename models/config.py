@@ -10,7 +10,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from mmfir.runtime.errors import ConfigError
 from mmfir.runtime.sde import SDESettings
-from mmfir.runtime.spec import restorer_multiple
+from mmfir.runtime.spec import denoiser_multiple, restorer_multiple
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 
@@ -116,7 +116,7 @@ class SDEUNetConfig:
 
     @property
     def multiple(self) -> int:
-        return 2 ** len(self.ch_mult)
+        return denoiser_multiple(dataclasses.asdict(self))  # the runtime's rule, read from the bundle's config
 
 
 @dataclass(frozen=True)

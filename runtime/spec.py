@@ -365,8 +365,13 @@ def network_specs(config: dict) -> dict[str, NetworkSpec]:
     encoder = encoder_spec(enc["vision"]["image_size"], embed_dim, len(enc["class_names"]), num_tokens)
     if config.get("diffusion"):
         unet = config["diffusion"]["unet"]
-        return {ENCODER: encoder, DENOISER: denoiser_spec(unet["context_dim"], 2 ** len(unet["ch_mult"]))}
+        return {ENCODER: encoder, DENOISER: denoiser_spec(unet["context_dim"], denoiser_multiple(unet))}
     return {ENCODER: encoder, RESTORER: restorer_spec(embed_dim, num_tokens, restorer_multiple(config["restorer"]))}
+
+
+def denoiser_multiple(unet: dict) -> int:
+    """H and W of the diffusion U-Net must be divisible by this: one factor 2 per level of ``ch_mult``."""
+    return 2 ** len(unet["ch_mult"])
 
 
 def restorer_multiple(restorer: dict) -> int:

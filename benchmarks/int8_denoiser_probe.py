@@ -3,8 +3,9 @@
     python benchmarks/int8_denoiser_probe.py BUNDLE --size 256 --out /tmp/denoiser.int8.onnx
 
 Quantizes the bundle's FP32 denoiser graph the way ``mmfir export --int8`` quantizes the restorer
-(export/quantize.py: QDQ, Conv/MatMul/Gemm, weights per channel, MinMax activations, first and last
-convolution FP32), calibrated on the 14 calibration crops with sampler states spread over t = T..1 and
+(export/quantize.py: QDQ, convolutions only since 2026-12-07, when the recorded result was made with
+MatMul/Gemm quantized too; weights per channel, MinMax activations, first and last convolution FP32),
+calibrated on the 14 calibration crops with sampler states spread over t = T..1 and
 the encoder's own contexts, then times one U-Net call at size x size on onnxruntime and OpenVINO, FP32
 against INT8 alternating (3 rounds after a warm-up), and prints the INT8 output's relative L2 error
 against FP32 on a held-out photo (the denoiser contract's INT8 bound would be 5e-2).

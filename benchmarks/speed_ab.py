@@ -1,6 +1,7 @@
 """A/B speed of two bundles (e.g. two model versions) through the same pipeline, alternating in one process.
 
     python benchmarks/speed_ab.py OLD_BUNDLE_OR_CHECKPOINT NEW_BUNDLE_OR_CHECKPOINT --size 512 --rounds 15
+    python benchmarks/speed_ab.py bundles/a bundles/b --backends ov-cpu-int8,ort-cpu-int8   # any bench target
 
 Each round restores one size x size held-out photo with A, then with B (order swapped every round), so
 the machine's drift hits both alike; prints p50/min per bundle and backend and the ratio B/A of the p50s.
@@ -17,6 +18,7 @@ import numpy as np
 from mmfir.cli.common import open_bundle
 from mmfir.measure.artifacts import square_photo
 from mmfir.measure.photos import load_photo
+from mmfir.measure.targets import parse_targets
 from mmfir.runtime.backends.base import create_backend
 from mmfir.runtime.cpu import cpu_model, reported_features
 from mmfir.runtime.pipeline import Pipeline
@@ -38,8 +40,10 @@ def main() -> int:
     image = square_photo(load_photo(args.photo), args.size)
     print(f"machine: {cpu_model()} ({', '.join(reported_features())}); {args.size}x{args.size} {args.photo}, "
           f"{args.rounds} rounds, alternating")
-    for name in args.backends.split(","):
-        pipes = [Pipeline(create_backend(name, open_any(path))) for path in (args.a, args.b)]
+    for target in parse_targets(args.backends):
+        name = target.label
+        pipes = [Pipeline(create_backend(target.backend, open_any(path), target.precision))
+                 for path in (args.a, args.b)]
         times = [[], []]
         for pipe in pipes:
             pipe.restore([image])  # warm-up
@@ -49,7 +53,7 @@ def main() -> int:
                 pipes[k].restore([image])
                 times[k].append((time.perf_counter() - start) * 1e3)
         p50 = [float(np.median(t)) for t in times]
-        print(f"{name:<8} A p50 {p50[0]:7.1f} ms (min {min(times[0]):7.1f})   B p50 {p50[1]:7.1f} ms "
+        print(f"{name:<12} A p50 {p50[0]:7.1f} ms (min {min(times[0]):7.1f})   B p50 {p50[1]:7.1f} ms "
               f"(min {min(times[1]):7.1f})   B/A {p50[1] / p50[0]:.2f}")
     return 0
 

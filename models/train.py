@@ -392,9 +392,9 @@ def main(argv=None) -> int:
         trainer = Trainer(args)
         budget = lambda steps, minutes: f"{minutes:g} min" if minutes else f"{steps} steps"  # noqa: E731
         stage3 = f", stage 3 {budget(args.stage3_steps, args.stage3_minutes)}" if trainer.last_stage == 3 else ""
-        log.info(f"training {trainer.model.cfg.name}: stage 1 {budget(args.stage1_steps, args.stage1_minutes)} (train CLIP: "
-                 f"{trainer.train_clip}), stage 2 {budget(args.stage2_steps, args.stage2_minutes)}{stage3} "
-                 f"-> {args.out}")
+        log.info(f"training {trainer.model.cfg.name}: stage 1 {budget(args.stage1_steps, args.stage1_minutes)} "
+                 f"(train CLIP: {trainer.train_clip}), stage 2 {budget(args.stage2_steps, args.stage2_minutes)}"
+                 f"{stage3} -> {args.out}")
         trainer.run()
     except MmfirError as err:
         log.error(f"train: error: {err}")

@@ -13,6 +13,7 @@ against FP32 on a held-out photo (the denoiser contract's INT8 bound would be 5e
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ from mmfir.runtime.image_io import from_array
 from mmfir.runtime.preprocess import ClipPreprocess
 from mmfir.runtime.sde import example_sampler_values
 from mmfir.runtime.spec import (COND, CONTENT, DEGRADATION, DENOISER, ENCODER, IMAGE_CONTEXT, NOISE, SAMPLER_STATE,
-                                SAMPLER_TIME, TEXT_CONTEXT, TIME, XT)
+                                SAMPLER_TIME, TEXT_CONTEXT, TIME, XT, Precision)
 
 
 def main() -> int:
@@ -64,14 +65,16 @@ def main() -> int:
           f"quantized in {time.perf_counter() - start:.0f} s", flush=True)
     photo = np.moveaxis(square_photo(load_photo("chelsea"), args.size), 2, 0)[None]
     test = feeds(np.repeat(photo, 3, axis=0), seed=99)[1]  # the middle time step
-    import openvino as ov
+    # OpenVINO through the backend's own compile (explicit FP32 hint: on a BF16 CPU its default is BF16)
+    from mmfir.runtime.backends.ov import compile_onnx, infer
 
-    core = ov.Core()
-    sessions = {"ort-cpu": {k: ort_session(f) for k, f in (("fp32", bundle.onnx_path(DENOISER)), ("int8", args.out))},
-                "ov-cpu": {k: core.compile_model(str(f), "CPU")
-                           for k, f in (("fp32", bundle.onnx_path(DENOISER)), ("int8", args.out))}}
-    calls = {f"{b} {k}": (lambda s=s, b=b: s.run([NOISE], test)[0] if b == "ort-cpu" else s(test)[0])
-             for b, pair in sessions.items() for k, s in pair.items()}
+    files = (("fp32", bundle.onnx_path(DENOISER)), ("int8", args.out))
+    sessions = {"ort-cpu": {k: ort_session(f) for k, f in files},
+                "ov-cpu": {k: compile_onnx(f, Precision.parse(k)) for k, f in files}}
+    def call(session, backend: str):
+        return session.run([NOISE], test)[0] if backend == "ort-cpu" else infer(session, test, [NOISE])[NOISE]
+
+    calls = {f"{b} {k}": functools.partial(call, s, b) for b, pair in sessions.items() for k, s in pair.items()}
     ref = calls["ort-cpu fp32"]()
     for name, call in calls.items():
         out = call()

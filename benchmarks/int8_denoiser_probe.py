@@ -71,10 +71,11 @@ def main() -> int:
     files = (("fp32", bundle.onnx_path(DENOISER)), ("int8", args.out))
     sessions = {"ort-cpu": {k: ort_session(f) for k, f in files},
                 "ov-cpu": {k: compile_onnx(f, Precision.parse(k)) for k, f in files}}
-    def call(session, backend: str):
+
+    def run_once(session, backend: str) -> np.ndarray:
         return session.run([NOISE], test)[0] if backend == "ort-cpu" else infer(session, test, [NOISE])[NOISE]
 
-    calls = {f"{b} {k}": functools.partial(call, s, b) for b, pair in sessions.items() for k, s in pair.items()}
+    calls = {f"{b} {k}": functools.partial(run_once, s, b) for b, pair in sessions.items() for k, s in pair.items()}
     ref = calls["ort-cpu fp32"]()
     for name, call in calls.items():
         out = call()

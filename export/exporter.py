@@ -195,7 +195,7 @@ def write_int8_graphs(model, graph: Graph, folder: Path, progress: bool) -> dict
     for name in graph.order:
         src, dst = folder / graph[name].onnx_file(Precision.FP32), folder / graph[name].onnx_file(Precision.INT8)
         if name in graph.spatial:
-            step_log(f"quantizing {name} to INT8 (QDQ; convolutions, per channel)", progress)
+            step_log(f"quantizing {name} to INT8 (QDQ; {'/'.join(quantize.QUANTIZED_OPS)} per channel)", progress)
             networks[name] = quantize.quantize_graph(src, dst, feeds[name])
         else:
             shutil.copyfile(src, dst)

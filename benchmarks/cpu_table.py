@@ -74,7 +74,8 @@ def main() -> int:
     machine = record()
     report = run_bench(bundle, targets, settings, progress=Progress(len(targets), "cpu_table"))
     report["machine"] = {**report["machine"], **machine}
-    stem = RESULTS / f"cpu_{report['bundle']['model']}_{time.strftime('%Y%m%d-%H%M')}"
+    cap = report["machine"].get("isa_cap")  # MMFIR_CPU_ISA: an emulated machine kind, named as such
+    stem = RESULTS / f"cpu_{report['bundle']['model']}{'_' + cap['cap'] + 'cap' if cap else ''}_{time.strftime('%Y%m%d-%H%M')}"
     RESULTS.mkdir(parents=True, exist_ok=True)
     write_json_atomic(stem.with_suffix(".json"), report)
     command = "python benchmarks/cpu_table.py " + " ".join(sys.argv[1:])

@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 
+from mmfir.runtime import cpu
 from mmfir.runtime.errors import MmfirError
 
 COMMANDS = ("demo", "restore", "export", "build", "compare", "bench", "evaluate",
@@ -105,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        cpu.apply_isa_cap()  # before any command imports torch or OpenVINO
         with stop_signals_interrupt(), command_logging(args.command):
             return int(args.func(args) or 0)
     except MmfirError as err:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
+from mmfir.runtime import cpu
 from mmfir.runtime.spec import Precision
 
 from .targets import REFERENCE, Target, deployable_targets, runnable
@@ -52,6 +53,8 @@ class BenchSettings:
 
 def worker_env() -> dict[str, str]:
     env = dict(os.environ, **MALLOC_ENV)
+    for key, value in cpu.isa_cap_env().items():  # MMFIR_CPU_ISA: the libraries read it at start-up
+        env.setdefault(key, value)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 

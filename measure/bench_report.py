@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mmfir.runtime.cpu import ISA_ENV as ISA_ENV_NAME
 from mmfir.runtime.files import atomic_path
 
 HEADER = ("backend", "network", "size", "batch", "p50 ms", "p95 ms", "min ms", "img/s", "x torch", "x torch (min)",
@@ -47,7 +48,10 @@ def header_lines(report: dict) -> list[str]:
     skipped = "".join(f"; {k.upper()} peak not measured: {v['not_measured']}" for k, v in peak.items()
                       if isinstance(v, dict) and v.get("not_measured"))
     features = ", ".join(m.get("isa") or []) or "none reported"
-    return [f"machine: {m['cpu']}, {m['cores']} cores, CPU features: {features}",
+    cap = m.get("isa_cap")
+    cap_lines = [f"ISA capped to {cap['cap'].upper()} ({ISA_ENV_NAME}): hidden {', '.join(cap['hidden']) or 'nothing'}; "
+                 f"not capped: {cap['not_capped']}, so its rows are not {cap['cap'].upper()} numbers"] if cap else []
+    return [f"machine: {m['cpu']}, {m['cores']} cores, CPU features: {features}", *cap_lines,
             f"matmul peak: {peaks or 'not measured'}{skipped}{load_text}",
             f"bundle: {report['bundle']['path']} ({report['bundle'].get('model')})",
             *[f"note: {n}" for n in report["notes"]]]

@@ -24,8 +24,12 @@ def versions() -> dict[str, str]:
 
 def machine_info() -> dict:
     bf16, why = cpu.bf16_support()
-    return {"cpu": cpu.cpu_model(), "cores": cpu.usable_cores(), "isa": cpu.reported_features(),
+    info = {"cpu": cpu.cpu_model(), "cores": cpu.usable_cores(), "isa": cpu.reported_features(),
             "bf16": bf16 or why, "system": platform.platform(), "versions": versions()}
+    if cpu.isa_cap():
+        info["isa_cap"] = {"cap": cpu.isa_cap(), "hidden": cpu.hidden_features(), "env": cpu.isa_cap_env(),
+                           "not_capped": cpu.UNCAPPED}
+    return info
 
 
 def gflops(n: int, seconds: float) -> float:

@@ -5,9 +5,13 @@ the pipeline with preprocessing and tiling, image I/O, errors, file plumbing, an
 It imports nothing of ``mmfir.models``, ``mmfir.export``, ``mmfir.measure`` or ``mmfir.cli`` (checked
 by the import-linter contracts in pyproject.toml).
 """
-from .errors import (BackendUnavailable, BundleError, CheckpointError, ConfigError, ImageError, MmfirError,
+from . import cpu as _cpu
+
+_cpu.apply_isa_cap(strict=False)  # MMFIR_CPU_ISA, before numpy, torch or OpenVINO start (runtime/cpu.py)
+
+from .errors import (BackendUnavailable, BundleError, CheckpointError, ConfigError, ImageError, MmfirError,  # noqa: E402
                      ValidationError)
-from .spec import CONTRACTS, ENCODER, RESTORER, Graph, NetworkSpec, Precision, TensorSpec, network_specs
+from .spec import CONTRACTS, ENCODER, RESTORER, Graph, NetworkSpec, Precision, TensorSpec, network_specs  # noqa: E402
 
 __all__ = ["BackendUnavailable", "BundleError", "CONTRACTS", "CheckpointError", "ConfigError", "ENCODER", "Graph",
            "ImageError", "MmfirError", "NetworkSpec", "Precision", "RESTORER", "TensorSpec", "ValidationError",

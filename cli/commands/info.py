@@ -20,6 +20,9 @@ def run(args) -> int:
 
     print(f"python {platform.python_version()} on {platform.machine()}; CPU {cpu.cpu_model()}, "
           f"{cpu.usable_cores()} cores, features: {', '.join(cpu.reported_features()) or 'none reported'}")
+    if cpu.isa_cap():
+        print(f"  capped to {cpu.isa_cap().upper()} by {cpu.ISA_ENV} (hidden: {', '.join(cpu.hidden_features())}); "
+              f"not capped: {cpu.UNCAPPED}")
     for pkg, version in cpu.package_versions(PACKAGES).items():
         print(f"  {pkg:<18} {version or '-'}")
     print("backends:")

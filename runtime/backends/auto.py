@@ -34,7 +34,8 @@ VERSIONED = ("onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt", "numpy")
 def machine_key() -> str:
     """A short hash of CPU model, core count and inference library versions."""
     versions = {k: v for k, v in cpu.package_versions(VERSIONED).items() if v}
-    text = json.dumps({"cpu": cpu.cpu_model(), "cores": cpu.usable_cores(), "versions": versions}, sort_keys=True)
+    text = json.dumps({"cpu": cpu.cpu_model(), "cores": cpu.usable_cores(), "versions": versions,
+                       **({"isa_cap": cap} if (cap := cpu.isa_cap()) else {})}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

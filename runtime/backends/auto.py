@@ -77,10 +77,11 @@ def measurement_values(bundle) -> dict[str, np.ndarray]:
 
 def measure_ms(name: str, bundle, precision: Precision, threads: int | None = None,
                iters: int = MEASURE_ITERS) -> float:
-    """Median ms of the whole graph (encoder batch 1 + restorer 256²) after one warm-up."""
+    """Median ms of the whole graph (encoder batch 1 + restorer 256²) after two warm-up calls (ov-cpu compiles
+    its static-shape model on the second call at a shape)."""
     values = measurement_values(bundle)
     with create_backend(name, bundle, precision, threads) as backend:
-        latency = time_calls(lambda: bundle.graph.run(backend.run, values), warmup=1, iters=iters)
+        latency = time_calls(lambda: bundle.graph.run(backend.run, values), warmup=2, iters=iters)
     return latency.p50_ms
 
 

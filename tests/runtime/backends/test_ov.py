@@ -73,6 +73,38 @@ def test_dynamic_batch_and_size_and_compiled_cache(tiny_bundle, tmp_path):
     assert any(p.suffix == ".blob" for p in (tmp_path / "cache").iterdir())
 
 
+def test_a_repeated_shape_runs_a_static_model_with_the_same_result(tiny_bundle, tmp_path, monkeypatch):
+    from mmfir.runtime.backends import ov as ov_backend
+
+    monkeypatch.setattr(ov_backend, "STATIC_SHAPES", 2)
+    bundle = Bundle.open(tiny_bundle)
+    tokens = bundle.specs[RESTORER].inputs[1].shape[1:]
+    rng = np.random.default_rng(1)
+
+    def feeds(h, w):
+        return {"image": rng.random((1, 3, h, w), dtype=np.float32),
+                "mmf": rng.standard_normal((1, *tokens), dtype=np.float32)}
+
+    with create_backend("ov-cpu", bundle, threads=1, cache_dir=tmp_path / "cache") as backend:
+        first = feeds(64, 96)
+        dynamic = backend.run(RESTORER, first)["restored"]
+        assert not backend._static  # a shape seen once runs the dynamic model
+        static = backend.run(RESTORER, first)["restored"]
+        [(key, request)] = backend._static.items()
+        shapes = [tuple(i.get_partial_shape().to_shape()) for i in request.get_compiled_model().inputs]
+        assert (1, 3, 64, 96) in shapes  # compiled for exactly this shape
+        np.testing.assert_allclose(static, dynamic, atol=1e-5)
+        assert backend.run(RESTORER, feeds(64, 96))["restored"].shape == (1, 3, 64, 96)
+        for h in (32, 48, 80):  # three more repeated shapes: only the two most recent stay
+            backend.run(RESTORER, feeds(h, 32))
+            backend.run(RESTORER, feeds(h, 32))
+        assert [dict(k[1:])["image"] for k in backend._static] == [(1, 3, 48, 32), (1, 3, 80, 32)]
+    with create_backend("ov-cpu", bundle, threads=1, static_shapes=False) as backend:
+        for _ in range(3):
+            backend.run(RESTORER, first)
+        assert not backend._static
+
+
 def test_fp16_is_refused_clearly(tiny_bundle):
     with pytest.raises(BackendUnavailable, match="ov-cpu does not run fp16"):
         create_backend("ov-cpu", Bundle.open(tiny_bundle), "fp16")

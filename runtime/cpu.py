@@ -65,13 +65,14 @@ def isa_cap() -> str | None:
                              f"(or unset it)")
         return name
     onednn = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")).strip().lower()
-    return "avx2" if onednn.startswith("avx2") or onednn in ("avx", "sse41") else None
+    return "avx2" if onednn.startswith(("avx2", "avx", "sse")) and not onednn.startswith("avx512") else None
 
 
 def isa_cap_env() -> dict[str, str]:
-    """The variables that make every library honour the cap (empty without one)."""
+    """The variables that make every library honour ``MMFIR_CPU_ISA`` (empty without it; a cap set only
+    through ``ONEDNN_MAX_CPU_ISA`` hides flags but is not extended to the other libraries)."""
     cap = isa_cap()
-    return dict(ISA_CAPS[cap][1]) if cap else {}
+    return dict(ISA_CAPS[cap][1]) if cap and os.environ.get(ISA_ENV, "").strip() else {}
 
 
 def apply_isa_cap(strict: bool = True) -> dict[str, str]:

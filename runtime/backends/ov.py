@@ -15,9 +15,11 @@ tiles, served sizes and benchmarks get the static model. At most ``STATIC_SHAPES
 are kept (least recently used goes). Measured on the restorer at 512², one process alternating static
 and dynamic (AMD EPYC Zen 4, 2 cores; ``python benchmarks/ov_static_shapes.py BUNDLE``): tiny FP32
 1.13x faster static, BF16 1.32x, FP32 under ``MMFIR_CPU_ISA=avx2`` 1.17x; base FP32 0.99x (its time is
-in large convolutions, which do not care); outputs 1.3e-6 apart. The price is memory: a second
-compiled copy of the network (tiny bench peak RSS 510 -> 623 MB). ``static_shapes=False`` (a backend
-option) turns it off. Under an ISA cap the model cache lives in a subfolder of its own.
+in large convolutions, which do not care); outputs 1.3e-6 apart. The price is memory, a second
+compiled copy of the network: tiny's bench peak RSS 510 -> 623 MB, base's 2421 -> 4125 MB for
+nothing. So only graphs up to ``STATIC_MAX_BYTES`` (64 MB of ONNX and weights: tiny's networks, not
+base's) get static models. ``static_shapes=False`` (a backend option) turns it off everywhere.
+Under an ISA cap the model cache lives in a subfolder of its own.
 
 Telemetry is off: ``import openvino`` initialises ``openvino_telemetry`` for its ``ovc`` converter, which
 by default (no consent file) counts as consent and writes a client id and usage stats under ``~/intel``;
@@ -31,6 +33,7 @@ from __future__ import annotations
 import collections
 import functools
 import importlib.util
+import logging
 import os
 from pathlib import Path
 
@@ -105,6 +108,8 @@ def infer(request, feeds: dict[str, np.ndarray], output_names: list[str]) -> dic
 
 
 STATIC_SHAPES = 3
+STATIC_MAX_BYTES = 64 << 20  # larger graphs: compute-bound (no gain) and a second copy costs their size again
+log = logging.getLogger(__name__)  # the CLI shows mmfir.* warnings as one line
 
 
 class OpenVinoBackend(Backend):
@@ -118,6 +123,7 @@ class OpenVinoBackend(Backend):
         self.static_shapes = bool(static_shapes)
         self._static: collections.OrderedDict[tuple, object] = collections.OrderedDict()
         self._seen: collections.Counter[tuple] = collections.Counter()
+        self._sizes: dict[str, int] = {}
         ok, why = self.supports(self.precision)
         if not ok:
             raise BackendUnavailable(f"ov-cpu cannot run {self.precision.value} here: {why}; use --precision fp32")
@@ -143,19 +149,34 @@ class OpenVinoBackend(Backend):
             self._requests[network] = compile_onnx(path, self.precision, self.threads, self.cache_dir)
         return self._requests[network]
 
+    def _onnx_bytes(self, network: str) -> int:
+        if network not in self._sizes:
+            path = Path(self.bundle.onnx_path(network, self.precision))
+            data = path.with_name(path.name + ".data")  # external weights, where the graph has them
+            self._sizes[network] = path.stat().st_size + (data.stat().st_size if data.exists() else 0)
+        return self._sizes[network]
+
     def _static_request(self, network: str, feeds: dict[str, np.ndarray]):
         """The request compiled for these feeds' exact shapes once that shape is seen a second time; else None."""
         key = (network, *sorted((name, tuple(np.shape(v))) for name, v in feeds.items()))
         if key in self._static:
             self._static.move_to_end(key)
             return self._static[key]
+        if self._onnx_bytes(network) > STATIC_MAX_BYTES:
+            return None
         self._seen[key] += 1
         if self._seen[key] < 2:
             return None
-        model = _core().read_model(str(self.bundle.onnx_path(network, self.precision)))
-        model.reshape({name: list(shape) for name, shape in key[1:]})
-        config = compile_config(self.precision, self.threads)  # no CACHE_DIR: one blob per shape would pile up
-        request = _core().compile_model(model, "CPU", config).create_infer_request()
+        try:
+            model = _core().read_model(str(self.bundle.onnx_path(network, self.precision)))
+            model.reshape({name: list(shape) for name, shape in key[1:]})
+            config = compile_config(self.precision, self.threads)  # no CACHE_DIR: a blob per shape would pile up
+            request = _core().compile_model(model, "CPU", config).create_infer_request()
+        except RuntimeError as err:  # the dynamic model still runs: keep it, say why once
+            log.warning(f"ov-cpu: {network} at a static shape did not compile ({str(err).splitlines()[0]}); "
+                        "running the dynamic-shape model")
+            self.static_shapes = False
+            return None
         mine = [k for k in self._static if k[0] == network]
         if len(mine) >= STATIC_SHAPES:
             del self._static[mine[0]]  # this network's least recently used shape

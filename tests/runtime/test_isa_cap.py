@@ -37,6 +37,7 @@ def test_onednn_cap_alone_counts(no_cap):
     """OpenVINO under ONEDNN_MAX_CPU_ISA=AVX2 cannot compile BF16, so the BF16 decision must see that cap."""
     no_cap.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     assert cpu.isa_cap() == "avx2" and not cpu.bf16_support()[0]
+    assert cpu.isa_cap_env() == {}  # the user's own cap is not extended to the other libraries
     no_cap.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE")
     assert cpu.isa_cap() is None
 

@@ -103,6 +103,35 @@ def test_a_repeated_shape_runs_a_static_model_with_the_same_result(tiny_bundle, 
         for _ in range(3):
             backend.run(RESTORER, first)
         assert not backend._static
+    monkeypatch.setattr(ov_backend, "STATIC_MAX_BYTES", 1 << 20)  # the restorer is larger: no second copy
+    with create_backend("ov-cpu", bundle, threads=1) as backend:
+        for _ in range(3):
+            backend.run(RESTORER, first)
+        assert not backend._static
+
+
+def test_a_static_shape_that_fails_to_compile_falls_back_to_the_dynamic_model(tiny_bundle, monkeypatch, caplog):
+    from mmfir.runtime.backends import ov as ov_backend
+
+    core = ov_backend._core()
+
+    class NoReshapeCore:  # compiles from a path (the dynamic model) but cannot read a model to reshape
+        def compile_model(self, *args, **kwargs):
+            return core.compile_model(*args, **kwargs)
+
+        def read_model(self, *args, **kwargs):
+            raise RuntimeError("Check 'DimType::merge' failed\nmore detail")
+
+    monkeypatch.setattr(ov_backend, "_core", NoReshapeCore)
+    bundle = Bundle.open(tiny_bundle)
+    tokens = bundle.specs[RESTORER].inputs[1].shape[1:]
+    feeds = {"image": np.zeros((1, 3, 32, 32), np.float32), "mmf": np.zeros((1, *tokens), np.float32)}
+    with caplog.at_level("WARNING"), create_backend("ov-cpu", bundle, threads=1) as backend:
+        outs = [backend.run(RESTORER, feeds)["restored"] for _ in range(3)]
+        assert not backend._static and not backend.static_shapes
+    np.testing.assert_array_equal(outs[0], outs[2])
+    [record] = [r for r in caplog.records if "static shape" in r.getMessage()]
+    assert "DimType::merge" in record.getMessage() and "more detail" not in record.getMessage()
 
 
 def test_fp16_is_refused_clearly(tiny_bundle):

@@ -188,7 +188,7 @@ class OpenVinoBackend(Backend):
     def run(self, network: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         feeds = self.check_feeds(network, feeds)
         request = self._static_request(network, feeds) if self.static_shapes else None
-        return infer(request or self._request(network), feeds, self.specs[network].output_names)
+        return infer(self._request(network) if request is None else request, feeds, self.specs[network].output_names)
 
     def close(self) -> None:
         self._requests.clear()

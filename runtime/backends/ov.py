@@ -16,7 +16,7 @@ are kept (least recently used goes). Measured on the restorer at 512², one proc
 and dynamic (AMD EPYC Zen 4, 2 cores; ``python benchmarks/ov_static_shapes.py BUNDLE``): tiny FP32
 1.13x faster static, BF16 1.32x, FP32 under ``MMFIR_CPU_ISA=avx2`` 1.17x; base FP32 0.99x (its time is
 in large convolutions, which do not care); outputs 1.3e-6 apart. The price is memory, a second
-compiled copy of the network: tiny's bench peak RSS 510 -> 623 MB, base's 2421 -> 4125 MB for
+compiled copy of the network: tiny's bench peak RSS 510 -> 623 MB, base's 2453 -> 4125 MB for
 nothing. So only graphs up to ``STATIC_MAX_BYTES`` (64 MB of ONNX and weights: tiny's networks, not
 base's) get static models. ``static_shapes=False`` (a backend option) turns it off everywhere.
 Under an ISA cap the model cache lives in a subfolder of its own.

@@ -7,8 +7,9 @@ or ``bf16`` (only where the CPU reports BF16). ``threads`` sets INFERENCE_NUM_TH
 H/W and both networks' batch stay dynamic, so tiling and batching need no recompilation.
 
 Static shapes for shapes that repeat: OpenVINO runs a dynamic-shape model slower than the same model
-compiled for one shape (shape inference and memory planning on every call, kernels picked for the
-general case). The first call at a shape runs the dynamic model; the second call at the same shape
+compiled for one shape: only a static model gets its "snippets", element-wise chains fused into one
+generated kernel (79 ``Subgraph`` nodes in tiny's static restorer, none in the dynamic one), and it
+skips shape inference and memory planning on every call. The first call at a shape runs the dynamic model; the second call at the same shape
 compiles the network for exactly that shape (0.5 s for tiny's restorer, in memory, not in CACHE_DIR)
 and every later call uses it. One-off shapes (a batch of photos of different sizes) cost nothing;
 tiles, served sizes and benchmarks get the static model. At most ``STATIC_SHAPES`` shapes per network

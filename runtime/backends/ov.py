@@ -16,10 +16,13 @@ tiles, served sizes and benchmarks get the static model. At most ``STATIC_SHAPES
 are kept (least recently used goes). Measured on the restorer at 512², one process alternating static
 and dynamic (AMD EPYC Zen 4, 2 cores; ``python benchmarks/ov_static_shapes.py BUNDLE``): tiny FP32
 1.13x faster static, BF16 1.32x, FP32 under ``MMFIR_CPU_ISA=avx2`` 1.17x; base FP32 0.99x (its time is
-in large convolutions, which do not care); outputs 1.3e-6 apart. The price is memory, a second
-compiled copy of the network: tiny's bench peak RSS 510 -> 623 MB, base's 2453 -> 4125 MB for
-nothing. So only graphs up to ``STATIC_MAX_BYTES`` (64 MB of ONNX and weights: tiny's networks, not
-base's) get static models. ``static_shapes=False`` (a backend option) turns it off everywhere.
+in large FP32 convolutions, which do not care) but INT8 1.20x and BF16 1.17x, where the convolutions
+run fast enough for the rest to show; DA-CLIP's denoiser FP32 1.01x (256²). Outputs 1.3e-6 apart. The
+price is memory, a second compiled copy of the network: tiny's bench peak RSS 510 -> 623 MB, base's
+2453 -> 4125 MB with static copies of all its graphs (the 733 MB encoder included). So only graphs up
+to ``STATIC_MAX_BYTES`` get static models: 64 MB of ONNX and weights in FP32 (tiny's networks), 160 MB
+in BF16 and INT8 (also base's restorer; never base's encoder or DA-CLIP's denoiser).
+``static_shapes=False`` (a backend option) turns it off everywhere.
 Under an ISA cap the model cache lives in a subfolder of its own.
 
 Telemetry is off: ``import openvino`` initialises ``openvino_telemetry`` for its ``ovc`` converter, which
@@ -109,7 +112,9 @@ def infer(request, feeds: dict[str, np.ndarray], output_names: list[str]) -> dic
 
 
 STATIC_SHAPES = 3
-STATIC_MAX_BYTES = 64 << 20  # larger graphs: compute-bound (no gain) and a second copy costs their size again
+# Largest graph (ONNX + weights) that gets static models, per precision: above it a second compiled copy
+# costs its size again for too little (measured, see the module docstring).
+STATIC_MAX_BYTES = {Precision.FP32: 64 << 20, Precision.BF16: 160 << 20, Precision.INT8: 160 << 20}
 log = logging.getLogger(__name__)  # the CLI shows mmfir.* warnings as one line
 
 
@@ -163,7 +168,7 @@ class OpenVinoBackend(Backend):
         if key in self._static:
             self._static.move_to_end(key)
             return self._static[key]
-        if self._onnx_bytes(network) > STATIC_MAX_BYTES:
+        if self._onnx_bytes(network) > STATIC_MAX_BYTES[self.precision]:
             return None
         self._seen[key] += 1
         if self._seen[key] < 2:

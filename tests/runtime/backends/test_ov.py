@@ -103,7 +103,7 @@ def test_a_repeated_shape_runs_a_static_model_with_the_same_result(tiny_bundle, 
         for _ in range(3):
             backend.run(RESTORER, first)
         assert not backend._static
-    monkeypatch.setattr(ov_backend, "STATIC_MAX_BYTES", 1 << 20)  # the restorer is larger: no second copy
+    monkeypatch.setattr(ov_backend, "STATIC_MAX_BYTES", {Precision.FP32: 1 << 20})  # the restorer is larger
     with create_backend("ov-cpu", bundle, threads=1) as backend:
         for _ in range(3):
             backend.run(RESTORER, first)

@@ -56,6 +56,24 @@ def test_int8_graph_is_qdq_around_the_heavy_ops_only(int8_bundle):
     assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in model.graph.input)
 
 
+def test_int8_graph_is_symmetric_everywhere(int8_bundle):
+    """Zero point 0 on every QuantizeLinear/DequantizeLinear: TensorRT's explicit quantization takes nothing
+    else, and OpenVINO on AMX runs a nonzero activation zero point as a separate pass (export/quantize.py)."""
+    from onnx import numpy_helper
+
+    model = onnx.load(str(int8_bundle.onnx_path("restorer", "int8")))
+    consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert len(qdq) > 20
+    for node in qdq:
+        assert len(node.input) == 3 and node.input[2] in consts, node.name
+        zero = consts[node.input[2]]
+        assert zero.dtype in (np.int8, np.int32) and not zero.any(), (node.name, zero)  # int32: biases
+
+
 @pytest.mark.parametrize("backend", ["ort-cpu", "ov-cpu"])
 def test_backends_restore_with_int8_within_the_contract(int8_bundle, photos, backend):
     from mmfir.measure.metrics import psnr

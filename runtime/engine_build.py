@@ -4,7 +4,9 @@
 
 FP16: TensorRT >= 10.12 builds a strongly typed network from the bundle's FP16 ONNX (the types
 in the graph decide; LayerNorm/Softmax stay FP32 as exported); older 10.x builds the FP32 ONNX
-with the FP16 builder flag. Profiles come from the network spec or the user's overrides and are
+with the FP16 builder flag. INT8 is built from the bundle's QDQ graph (``export --int8``: symmetric, the
+only form TensorRT's explicit quantization takes), strongly typed where FP16 is, else with the INT8 flag
+alone (``engine_cache.typed_build``). Profiles come from the network spec or the user's overrides and are
 sticky (a rebuild keeps the cached engine's profile unless told otherwise; see ``engine_cache``).
 One tactic timing cache per TensorRT version and GPU is kept in ``engines/``; each plan is
 written atomically and recorded in the manifest with its cache key (``runtime.engine_cache``).
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from .bundle import Bundle
 from .engine_cache import (DeviceFacts, EngineKey, Profile, check_engine, engine_key, polygraphy_logging, record_engine,
-                           stale_message, strongly_typed, timing_cache_path, wanted_profile)
+                           stale_message, timing_cache_path, typed_build, wanted_profile)
 from .errors import BackendUnavailable, BundleError
 from .files import atomic_path
 from .progress import step_log
@@ -52,13 +54,14 @@ def polygraphy_profile(profile: Profile):
 
 
 def builder_config(key: EngineKey, profile: Profile, timing_cache: Path, workspace_gib: float | None):
-    """CreateConfig: one profile, FP16 flag only for weakly typed FP16 builds, optional workspace limit."""
+    """CreateConfig: one profile, precision flags only for weakly typed builds (``typed_build``), optional
+    workspace limit."""
     import tensorrt as trt
     from polygraphy.backend.trt import CreateConfig
 
-    fp16_flag = key.precision == Precision.FP16.value and not strongly_typed(key.trt_version)
+    _, flags = typed_build(key.precision, key.trt_version)
     pools = {trt.MemoryPoolType.WORKSPACE: int(workspace_gib * GIB)} if workspace_gib else None
-    return CreateConfig(fp16=fp16_flag, profiles=[polygraphy_profile(profile)], memory_pool_limits=pools,
+    return CreateConfig(**flags, profiles=[polygraphy_profile(profile)], memory_pool_limits=pools,
                         load_timing_cache=str(timing_cache))
 
 
@@ -82,7 +85,7 @@ def build_engine(bundle: Bundle, key: EngineKey, profile: Profile, facts: Device
     bundle.verify_file(key.onnx_file)
     require_writable(bundle)
     onnx = bundle.root / key.onnx_file
-    typed = key.precision == Precision.FP16.value and strongly_typed(key.trt_version)
+    typed, _ = typed_build(key.precision, key.trt_version)
     bundle.engines_dir.mkdir(exist_ok=True)
     cache = timing_cache_path(bundle, facts)
     final = bundle.engines_dir / key.file_name

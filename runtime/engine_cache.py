@@ -119,11 +119,28 @@ def strongly_typed(trt_version: str) -> bool:
 
 
 def onnx_precision(precision: Precision, trt_version: str) -> Precision:
-    """Which of the bundle's graphs an engine is built from: the FP16 graph only when strongly typed."""
+    """Which of the bundle's graphs an engine is built from: the FP16 graph only when strongly typed; INT8
+    always from the INT8 (QDQ) graph, whose Q/DQ pairs are TensorRT's explicit quantization."""
     precision = Precision.parse(precision)
+    if precision == Precision.INT8:
+        return Precision.INT8
     if precision == Precision.FP16 and strongly_typed(trt_version):
         return Precision.FP16
     return Precision.FP32
+
+
+def typed_build(precision: Precision | str, trt_version: str) -> tuple[bool, dict[str, bool]]:
+    """(parse the ONNX as a strongly typed network, builder precision flags) for an engine at ``precision``.
+
+    Strongly typed (TensorRT >= 10.12): the graph's own types decide (the FP16 graph's FP16, the QDQ
+    graph's INT8 convolutions with everything else FP32), and no precision flag is set: TensorRT's docs
+    say explicit quantization should not be combined with them. Older TensorRT parses weakly typed and
+    needs the FP16 flag for FP16 and the INT8 flag before it honours the Q/DQ pairs; no FP16 flag with
+    INT8, so the layers left unquantized stay FP32 as the INT8 contract was validated."""
+    precision = Precision.parse(precision)
+    if strongly_typed(trt_version) and precision in (Precision.FP16, Precision.INT8):
+        return True, {}
+    return False, {"fp16": precision == Precision.FP16, "int8": precision == Precision.INT8}
 
 
 # --- optimisation profiles ----------------------------------------------------------------------

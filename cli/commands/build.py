@@ -9,8 +9,9 @@ def add_parser(sub):
                        description="Build (or check) the TensorRT engines of both networks. An engine is reused "
                                    "only when its TensorRT version, GPU, ONNX hash, precision and profile match.")
     p.add_argument("bundle", metavar="BUNDLE_DIR", help="bundle directory written by `mmfir export`")
-    p.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
-                   help="fp16: strongly typed from the FP16 ONNX on TensorRT >= 10.12, FP16 flag before (default)")
+    p.add_argument("--precision", choices=("fp16", "fp32", "int8"), default="fp16",
+                   help="fp16: strongly typed from the FP16 ONNX on TensorRT >= 10.12, FP16 flag before (default); "
+                        "int8: from the bundle's INT8 QDQ graphs (export --int8), explicit quantization")
     p.add_argument("--profile", action="append", default=[], metavar="NET:INPUT=MIN/OPT/MAX",
                    help=f"override an optimisation profile ({OPTION_FORM}); the other inputs' batch follows; "
                         "repeatable. Profiles are sticky: without this option a rebuild keeps the cached engine's")
@@ -25,12 +26,15 @@ def run(args) -> int:
     from mmfir.runtime.bundle import Bundle
     from mmfir.runtime.engine_build import build_engines
     from mmfir.runtime.engine_cache import DeviceFacts, profiles_from_options, trt_status
-    from mmfir.runtime.errors import BackendUnavailable, ConfigError
+    from mmfir.runtime.errors import BackendUnavailable, BundleError, ConfigError
 
     bundle = Bundle.open(args.bundle)
     profiles = profiles_from_options(bundle.specs, args.profile)
     if args.workspace is not None and not args.workspace > 0:
         raise ConfigError(f"--workspace must be a positive number of GiB, got {args.workspace}")
+    ok, why = bundle.has_graphs_for(args.precision)
+    if not ok:
+        raise BundleError(f"cannot build {args.precision} engines: {why}")
     ok, why = trt_status()
     if not ok:
         raise BackendUnavailable(f"cannot build TensorRT engines here: {why}")

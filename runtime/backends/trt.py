@@ -24,7 +24,7 @@ from .base import Backend
 
 class TrtBackend(Backend):
     name = "trt"
-    precisions = (Precision.FP16, Precision.FP32)
+    precisions = (Precision.FP16, Precision.FP32, Precision.INT8)
     priority = 50
 
     def __init__(self, bundle, precision=Precision.FP16, threads=None, no_build: bool = False,

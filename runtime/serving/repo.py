@@ -290,7 +290,8 @@ def copy_plan(bundle: Bundle, network: str, precision: Precision, target: Path) 
     record = engine_record(bundle, network, precision)
     plan = bundle.engines_dir / Path(record["file"]).name if record else None
     if plan is None or not plan.is_file():
-        return (f"{network}: no {precision.value} TensorRT plan in {bundle.engines_dir}; build one with `mmfir build` "
+        return (f"{network}: no {precision.value} TensorRT plan in {bundle.engines_dir}; build one with "
+                f"`mmfir build BUNDLE --precision {precision.value}` "
                 f"on the serving GPU (same TensorRT version as the Triton container) and copy it to "
                 f"{network}/1/model.plan in the repository")
     shutil.copyfile(plan, target)

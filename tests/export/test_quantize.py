@@ -90,6 +90,29 @@ def test_backends_restore_with_int8_within_the_contract(int8_bundle, photos, bac
     assert psnr(np.clip(ref.restored, 0, 1), np.clip(got.restored, 0, 1)) >= 40.0
 
 
+@pytest.mark.trt
+def test_trt_int8_engines_meet_the_contract(int8_bundle, photos, tmp_path):
+    """Where TensorRT and a GPU exist: INT8 engines built from the QDQ graphs, against torch-free ORT FP32."""
+    import shutil
+
+    from mmfir.runtime.backends import backend_status, create_backend
+    from mmfir.runtime.bundle import Bundle
+    from mmfir.runtime.image_io import from_array
+    from mmfir.runtime.pipeline import Pipeline
+    from mmfir.measure.metrics import psnr
+
+    if not backend_status("trt", "int8")[0]:
+        pytest.skip(backend_status("trt", "int8")[1])
+    shutil.copytree(int8_bundle.root, tmp_path / "bundle")  # engines go into a copy
+    bundle = Bundle.open(tmp_path / "bundle")
+    image = from_array(photos["chelsea"][:192, :256])
+    with create_backend("trt", bundle, "int8") as trt8, create_backend("ort-cpu", bundle) as ref32:
+        got, ref = Pipeline(trt8, tile=0).restore([image])[0], Pipeline(ref32, tile=0).restore([image])[0]
+    assert got.label == ref.label
+    assert psnr(np.clip(ref.restored, 0, 1), np.clip(got.restored, 0, 1)) >= 40.0
+    assert bundle.manifest["engines"]["restorer"]["int8"]["key"]["onnx_file"] == "restorer.int8.onnx"
+
+
 def test_int8_targets_are_skipped_on_bundles_without_int8_graphs(tiny_bundle):
     from mmfir.measure.compare import candidate_targets
     from mmfir.measure.targets import Target

@@ -68,6 +68,37 @@ def test_fp16_comes_from_fp16_onnx_only_when_strongly_typed(version, typed):
     assert ec.strongly_typed(version) is typed
     assert ec.onnx_precision(Precision.FP16, version) == (Precision.FP16 if typed else Precision.FP32)
     assert ec.onnx_precision(Precision.FP32, version) == Precision.FP32
+    assert ec.onnx_precision(Precision.INT8, version) == Precision.INT8  # the QDQ graph, on every version
+
+
+@pytest.mark.parametrize("version, precision, typed, flags", [
+    ("10.13.0", "fp16", True, {}), ("10.13.0", "int8", True, {}),
+    ("10.13.0", "fp32", False, {"fp16": False, "int8": False}),
+    ("10.8.0", "fp16", False, {"fp16": True, "int8": False}),
+    ("10.8.0", "int8", False, {"fp16": False, "int8": True}),  # no FP16 flag: unquantized layers stay FP32
+])
+def test_precision_flags_only_for_weakly_typed_builds(version, precision, typed, flags):
+    assert ec.typed_build(precision, version) == (typed, flags)
+
+
+def test_int8_engines_need_the_int8_graphs(bundle, tmp_path):
+    profile = default_profile(bundle)
+    with pytest.raises(BundleError, match=r"re-export with --int8"):
+        ec.engine_key(bundle, RESTORER, "int8", H100, profile)
+    out = run_cli("build", str(bundle.root), "--precision", "int8")  # before looking for TensorRT
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert "cannot build int8 engines" in out.stderr and "re-export with --int8" in out.stderr
+    manifest = json.loads((bundle.root / "manifest.json").read_text())
+    for name, spec in bundle.specs.items():
+        path = bundle.root / spec.onnx_file(Precision.INT8)
+        path.write_bytes(f"{name} int8 graph".encode())
+        manifest["files"][path.name] = {"sha256": sha256_file(path)}
+    write_json_atomic(bundle.root / "manifest.json", manifest)
+    with_int8 = Bundle.open(bundle.root)
+    for version in ("10.13.0", "10.8.0"):
+        key = ec.engine_key(with_int8, RESTORER, "int8", dataclasses.replace(H100, trt_version=version), profile)
+        assert key.onnx_file == "restorer.int8.onnx" and key.precision == "int8"
+        assert key.onnx_sha256 == manifest["files"]["restorer.int8.onnx"]["sha256"]
 
 
 def test_key_uses_the_graph_the_build_reads(bundle):

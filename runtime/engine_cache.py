@@ -122,11 +122,8 @@ def onnx_precision(precision: Precision, trt_version: str) -> Precision:
     """Which of the bundle's graphs an engine is built from: the FP16 graph only when strongly typed; INT8
     always from the INT8 (QDQ) graph, whose Q/DQ pairs are TensorRT's explicit quantization."""
     precision = Precision.parse(precision)
-    if precision == Precision.INT8:
-        return Precision.INT8
-    if precision == Precision.FP16 and strongly_typed(trt_version):
-        return Precision.FP16
-    return Precision.FP32
+    typed, _ = typed_build(precision, trt_version)
+    return precision if typed or precision == Precision.INT8 else Precision.FP32
 
 
 def typed_build(precision: Precision | str, trt_version: str) -> tuple[bool, dict[str, bool]]:

@@ -35,18 +35,24 @@ requires_trt = pytest.mark.skipif(not TRT_OK, reason=f"needs TensorRT and an NVI
 def bundle(tmp_path) -> Bundle:
     config = json.loads(CONFIG.read_text())
     specs = network_specs(config)
-    files = {}
-    for name, spec in specs.items():
-        for precision in (Precision.FP32, Precision.FP16):
-            path = tmp_path / spec.onnx_file(precision)
-            path.write_bytes(f"{name} {precision.value} graph".encode())
-            files[path.name] = {"sha256": sha256_file(path)}
+    files = write_graphs(tmp_path, specs, (Precision.FP32, Precision.FP16))
     manifest = {"format": FORMAT, "valid": True, "model": {"config": config},
                 "class_names": config["encoder"]["class_names"], "preprocess": {},
                 "networks": {n: s.to_json() for n, s in specs.items()}, "files": files}
     write_json_atomic(tmp_path / "manifest.json", manifest)
     (tmp_path / "engines").mkdir()
     return Bundle.open(tmp_path)
+
+
+def write_graphs(root: Path, specs, precisions) -> dict:
+    """Stand-in graph files for each network at each precision; their manifest ``files`` entries."""
+    files = {}
+    for name, spec in specs.items():
+        for precision in precisions:
+            path = root / spec.onnx_file(precision)
+            path.write_bytes(f"{name} {precision.value} graph".encode())
+            files[path.name] = {"sha256": sha256_file(path)}
+    return files
 
 
 def default_profile(bundle, network=RESTORER):
@@ -81,7 +87,7 @@ def test_precision_flags_only_for_weakly_typed_builds(version, precision, typed,
     assert ec.typed_build(precision, version) == (typed, flags)
 
 
-def test_int8_engines_need_the_int8_graphs(bundle, tmp_path):
+def test_int8_engines_need_the_int8_graphs(bundle):
     profile = default_profile(bundle)
     with pytest.raises(BundleError, match=r"re-export with --int8"):
         ec.engine_key(bundle, RESTORER, "int8", H100, profile)
@@ -89,10 +95,7 @@ def test_int8_engines_need_the_int8_graphs(bundle, tmp_path):
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
     assert "cannot build int8 engines" in out.stderr and "re-export with --int8" in out.stderr
     manifest = json.loads((bundle.root / "manifest.json").read_text())
-    for name, spec in bundle.specs.items():
-        path = bundle.root / spec.onnx_file(Precision.INT8)
-        path.write_bytes(f"{name} int8 graph".encode())
-        manifest["files"][path.name] = {"sha256": sha256_file(path)}
+    manifest["files"].update(write_graphs(bundle.root, bundle.specs, (Precision.INT8,)))
     write_json_atomic(bundle.root / "manifest.json", manifest)
     with_int8 = Bundle.open(bundle.root)
     for version in ("10.13.0", "10.8.0"):

@@ -26,7 +26,9 @@ time on the tiny restorer; ``tiny-s2d`` (width 32 at half resolution, three leve
 OpenVINO at 512² (AVX2 AMD EPYC, random weights, README "Speed"). Trained alone (the shipped encoder, the
 shipped restorer's recipe and step count) it matched the shipped ``tiny`` in mean PSNR (+5.95 vs +5.92 dB
 on the demo's 72 held-out cases) but lost detail where the full-resolution level matters: denoising
-+8.6 vs +9.7 dB, mean SSIM 0.788 vs 0.810. So ``tiny`` keeps the full-resolution stem.
++8.6 vs +9.7 dB, mean SSIM 0.788 vs 0.810. Nor does it raise OpenVINO's lead over torch: torch eager
+gains more from it (1.75x vs OpenVINO's 1.48x under the AVX2 cap on an Intel Xeon). So ``tiny`` keeps the
+full-resolution stem.
 
 The output is a residual added to the input. H and W must be divisible by ``cfg.multiple`` (2 per
 level, once more with the space-to-depth stem); the runtime pads.

@@ -101,8 +101,9 @@ def test_trt_int8_engines_meet_the_contract(int8_bundle, photos, tmp_path):
     from mmfir.runtime.pipeline import Pipeline
     from mmfir.measure.metrics import psnr
 
-    if not backend_status("trt", "int8")[0]:
-        pytest.skip(backend_status("trt", "int8")[1])
+    ok, why = backend_status("trt", "int8")
+    if not ok:
+        pytest.skip(why)
     shutil.copytree(int8_bundle.root, tmp_path / "bundle")  # engines go into a copy
     bundle = Bundle.open(tmp_path / "bundle")
     image = from_array(photos["chelsea"][:192, :256])
